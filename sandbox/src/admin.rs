@@ -1,0 +1,61 @@
+//! `/_sandbox/*`: what tests read and steer.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::state::{Fault, Inner, Shared};
+
+pub fn routes(state: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/_sandbox/calls", get(calls))
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/faults", post(add_fault))
+        .route("/_sandbox/drop-webhooks", post(drop_webhooks))
+        .route("/_sandbox/reset", post(reset))
+        .with_state(state)
+}
+
+async fn calls(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(shared.lock().calls.clone())
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let inner = shared.lock();
+    let companies: serde_json::Map<String, Value> = inner
+        .companies
+        .iter()
+        .map(|(id, c)| {
+            (id.clone(), json!({
+                "transactions": c.transactions.len(), "datasets": c.datasets.len(), "syncs": c.syncs.len(),
+                "runningSyncs": c.running_syncs, "maxConcurrentSyncs": c.max_running_syncs, "attachments": c.attachments,
+            }))
+        })
+        .collect();
+    Json(json!({"companies": companies, "webhooksSent": inner.webhooks_sent, "calls": inner.calls.len()}))
+}
+
+async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> impl IntoResponse {
+    shared.lock().faults.push(fault);
+    Json(json!({"ok": true}))
+}
+
+#[derive(serde::Deserialize)]
+struct DropWebhooks {
+    count: u32,
+}
+
+async fn drop_webhooks(State(shared): State<Arc<Shared>>, Json(body): Json<DropWebhooks>) -> impl IntoResponse {
+    shared.lock().webhooks_to_drop = body.count;
+    Json(json!({"ok": true}))
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    *shared.lock() = Inner::default();
+    Json(json!({"ok": true}))
+}

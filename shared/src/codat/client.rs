@@ -1,0 +1,303 @@
+//! HTTP client for the calls of the sync process.
+//!
+//! Retries follow the YAML's `x-speakeasy-retries` (408, 429, 5XX and connection errors; backoff
+//! from 500 ms, ×1.5, each wait ≤ 60 s) bounded by a caller-chosen budget, and honour
+//! `Retry-After`. A call that creates something in Codat (a dataset, a sync, an attachment) is
+//! only repeated when the failure proves Codat did not act on it: a repeated dataset would post
+//! a transaction id twice, a repeated upload would attach a receipt twice.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{multipart, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::models::*;
+use crate::domain::{CompanyId, DatasetId, ExpenseId, SyncId};
+
+/// Transactions requested per page; the spec allows up to 5000 (PagingInfo says 2000).
+const PAGE_SIZE: u32 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub initial_interval: Duration,
+    pub exponent: f64,
+    pub max_interval: Duration,
+    /// Give up once this much time has gone by; a Lambda sets it below its timeout.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_millis(500),
+            exponent: 1.5,
+            max_interval: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodatError {
+    /// Codat answered with a 4xx: the request was refused and must change before a retry.
+    #[error("Codat refused the request ({status}): {}", .error.summary())]
+    Rejected { status: u16, error: ErrorMessage },
+    /// Codat could not be reached or kept failing. `maybe_applied` is true when Codat may have
+    /// acted on a creating request even so (a 500 or a lost answer), so it must not be repeated.
+    #[error("Codat unavailable: {detail}")]
+    Unavailable { maybe_applied: bool, detail: String },
+}
+
+impl CodatError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CodatError::Rejected { status, .. } => Some(*status),
+            CodatError::Unavailable { .. } => None,
+        }
+    }
+}
+
+/// Whether repeating a request can change anything in Codat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    ReadOnly,
+    Creates,
+}
+
+pub struct CodatClient {
+    http: reqwest::Client,
+    base_url: String,
+    authorization: HeaderValue,
+    retry: RetryPolicy,
+    calls: AtomicU64,
+}
+
+impl CodatClient {
+    /// `api_key` is the key as Codat issues it (already base64 text): sent as `Basic <key>`.
+    pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Result<Self, String> {
+        let mut authorization = HeaderValue::from_str(&format!("Basic {}", api_key.trim()))
+            .map_err(|_| "the Codat API key holds characters not allowed in a header".to_string())?;
+        authorization.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(25))
+            .user_agent(concat!("expense-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            authorization,
+            retry,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// HTTP requests sent so far, retries included (for the benchmarks).
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, company: CompanyId, rest: &str) -> String {
+        format!("{}/companies/{company}/sync/expenses/{rest}", self.base_url)
+    }
+
+    /// `POST .../data/expense-transactions`: 1 to 50 transactions become one dataset.
+    pub async fn create_expense_dataset(
+        &self,
+        company: CompanyId,
+        items: &[ExpenseTransaction],
+    ) -> Result<DatasetId, CodatError> {
+        let url = self.url(company, "data/expense-transactions");
+        let body = CreateExpenseRequest { items };
+        let response: CreateExpenseResponse = self
+            .send(Effect::Creates, &[StatusCode::OK], || self.http.post(&url).json(&body))
+            .await?;
+        Ok(response.dataset_id)
+    }
+
+    /// `POST .../syncs`: answers 202 `SyncInitiated`.
+    pub async fn initiate_sync(&self, company: CompanyId, dataset_ids: &[DatasetId]) -> Result<SyncId, CodatError> {
+        let url = self.url(company, "syncs");
+        let body = PostSync { dataset_ids: dataset_ids.to_vec() };
+        let response: SyncInitiated = self
+            .send(Effect::Creates, &[StatusCode::ACCEPTED, StatusCode::OK], || self.http.post(&url).json(&body))
+            .await?;
+        Ok(response.sync_id)
+    }
+
+    /// `GET .../syncs/{syncId}/status`.
+    pub async fn sync_status(&self, company: CompanyId, sync: SyncId) -> Result<CompanySyncStatus, CodatError> {
+        let url = self.url(company, &format!("syncs/{sync}/status"));
+        self.send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url)).await
+    }
+
+    /// `GET .../syncs/{syncId}/transactions`, every page (computed from `totalResults`).
+    pub async fn sync_transactions(
+        &self,
+        company: CompanyId,
+        sync: SyncId,
+    ) -> Result<Vec<TransactionMetadata>, CodatError> {
+        let url = self.url(company, &format!("syncs/{sync}/transactions"));
+        let mut all = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let query = [("page", page), ("pageSize", PAGE_SIZE)];
+            let list: TransactionMetadataList = self
+                .send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url).query(&query))
+                .await?;
+            let received = list.results.len();
+            all.extend(list.results);
+            let page_size = if list.page_size == 0 { PAGE_SIZE } else { list.page_size };
+            let pages = list.total_results.div_ceil(page_size);
+            if received == 0 || page >= pages {
+                return Ok(all);
+            }
+            page += 1;
+        }
+    }
+
+    /// `POST .../syncs/{syncId}/transactions/{transactionId}/attachments`, one `file` part.
+    pub async fn upload_attachment(
+        &self,
+        company: CompanyId,
+        sync: SyncId,
+        transaction: ExpenseId,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<Attachment, CodatError> {
+        let url = self.url(company, &format!("syncs/{sync}/transactions/{transaction}/attachments"));
+        self.send(Effect::Creates, &[StatusCode::OK, StatusCode::CREATED], || {
+            // The form is consumed by sending, so each attempt builds its own.
+            let part = multipart::Part::bytes(bytes.to_vec())
+                .file_name(file_name.to_string())
+                .mime_str(content_type)
+                .unwrap_or_else(|_| multipart::Part::bytes(bytes.to_vec()).file_name(file_name.to_string()));
+            self.http.post(&url).multipart(multipart::Form::new().part("file", part))
+        })
+        .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        effect: Effect,
+        success: &[StatusCode],
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<T, CodatError> {
+        let started = Instant::now();
+        let mut wait = self.retry.initial_interval;
+        let mut attempt = 1u32;
+        loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let request = build().header(AUTHORIZATION, self.authorization.clone());
+            let outcome = request.send().await;
+            let retry_after = match outcome {
+                Ok(response) if success.contains(&response.status()) => {
+                    let status = response.status();
+                    return response.json::<T>().await.map_err(|e| CodatError::Unavailable {
+                        maybe_applied: effect == Effect::Creates,
+                        detail: format!("unreadable {status} answer: {e}"),
+                    });
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    tracing::info!(status = status.as_u16(), attempt, effect = ?effect, "Codat answered with an error");
+                    match classify(status, effect) {
+                        Verdict::Rejected => {
+                            return Err(CodatError::Rejected { status: status.as_u16(), error: error_body(response).await })
+                        }
+                        Verdict::Stop => {
+                            let error = error_body(response).await;
+                            return Err(CodatError::Unavailable {
+                                maybe_applied: true,
+                                detail: format!("{status}: {}", error.summary()),
+                            });
+                        }
+                        Verdict::Retry => retry_after(&response),
+                    }
+                }
+                Err(err) => {
+                    // Only a failed connect proves the request never reached Codat.
+                    let never_sent = err.is_connect();
+                    if effect == Effect::Creates && !never_sent {
+                        return Err(CodatError::Unavailable { maybe_applied: true, detail: describe(&err) });
+                    }
+                    tracing::info!(attempt, error = %describe(&err), "Codat unreachable");
+                    None
+                }
+            };
+            let delay = retry_after.unwrap_or(wait).min(self.retry.max_interval);
+            if started.elapsed() + delay > self.retry.max_elapsed {
+                return Err(CodatError::Unavailable {
+                    maybe_applied: false,
+                    detail: format!("gave up after {attempt} attempts in {:.1?}", started.elapsed()),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            wait = wait.mul_f64(self.retry.exponent).min(self.retry.max_interval);
+            attempt += 1;
+        }
+    }
+}
+
+enum Verdict {
+    Retry,
+    Rejected,
+    /// Failed in a way that may have taken effect: repeating could duplicate.
+    Stop,
+}
+
+fn classify(status: StatusCode, effect: Effect) -> Verdict {
+    match status.as_u16() {
+        // Throttled, timed out reading our request, or down for maintenance: nothing happened.
+        408 | 429 | 503 => Verdict::Retry,
+        500..=599 if effect == Effect::ReadOnly => Verdict::Retry,
+        500..=599 => Verdict::Stop,
+        _ => Verdict::Rejected,
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+async fn error_body(response: Response) -> ErrorMessage {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    serde_json::from_str::<ErrorMessage>(&text).unwrap_or_else(|_| ErrorMessage {
+        status_code: Some(i64::from(status.as_u16())),
+        error: Some(if text.is_empty() { status.to_string() } else { text.chars().take(500).collect() }),
+        ..ErrorMessage::default()
+    })
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL: ids only, never the key, so it is safe to keep.
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {err}")
+}
+
+impl CodatClient {
+    /// `CODAT_BASE_URL` (default Codat's production API) and the API key. `retry_budget` bounds
+    /// how long one call keeps retrying: keep it under the function's timeout.
+    pub fn from_env(api_key: &str, retry_budget: Duration) -> Result<Self, String> {
+        let base_url = std::env::var("CODAT_BASE_URL").unwrap_or_else(|_| super::DEFAULT_BASE_URL.to_string());
+        Self::new(&base_url, api_key, RetryPolicy { max_elapsed: retry_budget, ..RetryPolicy::default() })
+    }
+}

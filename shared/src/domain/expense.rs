@@ -1,0 +1,357 @@
+//! The expense life-cycle as one state machine.
+//!
+//! ```text
+//! approved ─▶ submitting ─▶ submitted ─▶ syncing ─▶ synced ─▶ uploading ─▶ uploaded
+//!    ▲            │ │            │          │          ▲          │ │
+//!    └─abandoned──┘ │            │          │          └─abandoned┘ │
+//!                   ▼            ▼          ▼                       ▼
+//!        failed / unconfirmed  failed     failed          uploadFailed / unconfirmed
+//! ```
+//!
+//! `submitting` and `uploading` are claims taken before a non-idempotent Codat call, so two
+//! invocations never make the same call. When the call provably did not reach Codat the claim
+//! is abandoned (and retried later); when Codat's answer was lost the expense becomes
+//! `unconfirmed` for a person to check, instead of risking a duplicate transaction or receipt.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{CompanyId, DatasetId, ExpenseId, SyncId};
+use crate::codat::ExpenseTransaction;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Status {
+    Approved,
+    Submitting,
+    Submitted,
+    Syncing,
+    Synced,
+    Uploading,
+    Uploaded,
+    Failed,
+    UploadFailed,
+    Unconfirmed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Approved => "approved",
+            Status::Submitting => "submitting",
+            Status::Submitted => "submitted",
+            Status::Syncing => "syncing",
+            Status::Synced => "synced",
+            Status::Uploading => "uploading",
+            Status::Uploaded => "uploaded",
+            Status::Failed => "failed",
+            Status::UploadFailed => "uploadFailed",
+            Status::Unconfirmed => "unconfirmed",
+        }
+    }
+
+    /// No event moves an expense out of a final status.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Uploaded | Status::Failed | Status::UploadFailed | Status::Unconfirmed)
+    }
+
+    /// How far along the happy path a status is; final statuses are past everything.
+    fn progress(self) -> u8 {
+        match self {
+            Status::Approved => 0,
+            Status::Submitting => 1,
+            Status::Submitted => 2,
+            Status::Syncing => 3,
+            Status::Synced => 4,
+            Status::Uploading => 5,
+            Status::Uploaded | Status::Failed | Status::UploadFailed | Status::Unconfirmed => 9,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in the flow a failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stage {
+    Submission,
+    SyncInitiation,
+    Sync,
+    Upload,
+}
+
+/// Why an expense did not make it, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub stage: Stage,
+    pub reason: String,
+    /// Codat's HTTP status or transaction status, when Codat gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codat_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+impl Failure {
+    pub fn new(stage: Stage, reason: impl Into<String>) -> Self {
+        Self { stage, reason: reason.into(), codat_status: None, correlation_id: None }
+    }
+}
+
+/// Where the receipt bytes are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptRef {
+    pub key: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// An expense as stored: what was approved and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expense {
+    pub company_id: CompanyId,
+    pub expense_id: ExpenseId,
+    pub status: Status,
+    pub transaction: ExpenseTransaction,
+    pub receipt: ReceiptRef,
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<DatasetId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<SyncId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub approved_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Expense {
+    /// What the user sees of an expense: its progress and, if it stopped, why.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "companyId": self.company_id,
+            "expenseId": self.expense_id,
+            "status": self.status,
+            "datasetId": self.dataset_id,
+            "syncId": self.sync_id,
+            "attachmentId": self.attachment_id,
+            "failure": self.failure,
+            "receipt": {
+                "fileName": self.receipt.file_name,
+                "contentType": self.receipt.content_type,
+                "size": self.receipt.size,
+            },
+            "approvedAt": self.approved_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+}
+
+/// Something that happened to an expense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// About to post it to Codat in a dataset.
+    SubmissionStarted,
+    /// The post provably never reached Codat: try again later.
+    SubmissionAbandoned,
+    DatasetCreated { dataset_id: DatasetId },
+    SubmissionRejected(Failure),
+    /// Codat may or may not have created it: never post it again without a person checking.
+    SubmissionUnconfirmed(Failure),
+    SyncStarted { sync_id: SyncId },
+    SyncRejected(Failure),
+    /// Codat reports the transaction `Completed` as an expense.
+    TransactionCompleted,
+    TransactionFailed(Failure),
+    UploadStarted,
+    UploadAbandoned,
+    ReceiptUploaded { attachment_id: String },
+    UploadRejected(Failure),
+    UploadUnconfirmed(Failure),
+}
+
+impl Event {
+    /// The status this event leads to, and the status it must start from.
+    fn edge(&self) -> (Status, Status) {
+        use Status::*;
+        match self {
+            Event::SubmissionStarted => (Approved, Submitting),
+            Event::SubmissionAbandoned => (Submitting, Approved),
+            Event::DatasetCreated { .. } => (Submitting, Submitted),
+            Event::SubmissionRejected(_) => (Submitting, Failed),
+            Event::SubmissionUnconfirmed(_) => (Submitting, Unconfirmed),
+            Event::SyncStarted { .. } => (Submitted, Syncing),
+            Event::SyncRejected(_) => (Submitted, Failed),
+            Event::TransactionCompleted => (Syncing, Synced),
+            Event::TransactionFailed(_) => (Syncing, Failed),
+            Event::UploadStarted => (Synced, Uploading),
+            Event::UploadAbandoned => (Uploading, Synced),
+            Event::ReceiptUploaded { .. } => (Uploading, Uploaded),
+            Event::UploadRejected(_) => (Uploading, UploadFailed),
+            Event::UploadUnconfirmed(_) => (Uploading, Unconfirmed),
+        }
+    }
+}
+
+/// A checked move from one status to the next; the store makes it one conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Status,
+    pub to: Status,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTransition {
+    /// The expense is already at or past where the event would take it (a replayed event).
+    #[error("expense is already {current}; {event:?} has nothing left to do")]
+    AlreadyDone { current: Status, event: Event },
+    #[error("expense is {current}; {event:?} only applies to a {expected} expense")]
+    NotApplicable { current: Status, expected: Status, event: Event },
+}
+
+/// The one transition function: where `event` takes an expense that is `current`.
+pub fn transition(current: Status, event: Event) -> Result<Transition, InvalidTransition> {
+    let (from, to) = event.edge();
+    if current == from {
+        return Ok(Transition { from, to, event });
+    }
+    let moves_back = to.progress() < from.progress();
+    if !moves_back && current.progress() >= to.progress() {
+        return Err(InvalidTransition::AlreadyDone { current, event });
+    }
+    Err(InvalidTransition::NotApplicable { current, expected: from, event })
+}
+
+impl Expense {
+    pub fn transition(&self, event: Event) -> Result<Transition, InvalidTransition> {
+        transition(self.status, event)
+    }
+
+    /// The expense after `transition` (what the store's conditional write leaves behind).
+    pub fn apply(&mut self, transition: &Transition, now: DateTime<Utc>) {
+        debug_assert_eq!(self.status, transition.from);
+        self.status = transition.to;
+        self.updated_at = now;
+        match &transition.event {
+            Event::DatasetCreated { dataset_id } => self.dataset_id = Some(*dataset_id),
+            Event::SyncStarted { sync_id } => self.sync_id = Some(*sync_id),
+            Event::ReceiptUploaded { attachment_id } => self.attachment_id = Some(attachment_id.clone()),
+            Event::SubmissionRejected(f)
+            | Event::SubmissionUnconfirmed(f)
+            | Event::SyncRejected(f)
+            | Event::TransactionFailed(f)
+            | Event::UploadRejected(f)
+            | Event::UploadUnconfirmed(f) => self.failure = Some(f.clone()),
+            Event::SubmissionStarted
+            | Event::SubmissionAbandoned
+            | Event::TransactionCompleted
+            | Event::UploadStarted
+            | Event::UploadAbandoned => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failure {
+        Failure::new(Stage::Sync, "line totals do not match")
+    }
+
+    fn walk(events: Vec<Event>) -> Status {
+        events.into_iter().fold(Status::Approved, |status, event| transition(status, event).unwrap().to)
+    }
+
+    #[test]
+    fn happy_path_reaches_uploaded() {
+        let status = walk(vec![
+            Event::SubmissionStarted,
+            Event::DatasetCreated { dataset_id: DatasetId::random() },
+            Event::SyncStarted { sync_id: SyncId::random() },
+            Event::TransactionCompleted,
+            Event::UploadStarted,
+            Event::ReceiptUploaded { attachment_id: "1".into() },
+        ]);
+        assert_eq!(status, Status::Uploaded);
+        assert!(status.is_final());
+    }
+
+    #[test]
+    fn failures_are_final() {
+        let failed = walk(vec![
+            Event::SubmissionStarted,
+            Event::DatasetCreated { dataset_id: DatasetId::random() },
+            Event::SyncStarted { sync_id: SyncId::random() },
+            Event::TransactionFailed(failure()),
+        ]);
+        assert_eq!(failed, Status::Failed);
+        assert!(matches!(
+            transition(failed, Event::UploadStarted),
+            Err(InvalidTransition::AlreadyDone { .. })
+        ));
+    }
+
+    #[test]
+    fn claims_can_be_abandoned_but_only_from_the_claim() {
+        assert_eq!(walk(vec![Event::SubmissionStarted, Event::SubmissionAbandoned]), Status::Approved);
+        assert!(matches!(
+            transition(Status::Synced, Event::UploadAbandoned),
+            Err(InvalidTransition::NotApplicable { .. })
+        ));
+        assert!(matches!(
+            transition(Status::Uploaded, Event::UploadAbandoned),
+            Err(InvalidTransition::NotApplicable { .. })
+        ));
+    }
+
+    #[test]
+    fn replayed_events_are_recognised_as_done() {
+        // A duplicate webhook after the receipt went up must not restart anything.
+        assert!(matches!(
+            transition(Status::Uploaded, Event::TransactionCompleted),
+            Err(InvalidTransition::AlreadyDone { .. })
+        ));
+        // A second claim of the same upload loses.
+        assert!(matches!(
+            transition(Status::Uploading, Event::UploadStarted),
+            Err(InvalidTransition::AlreadyDone { .. })
+        ));
+        // Skipping a step is refused, not silently accepted.
+        assert!(matches!(
+            transition(Status::Approved, Event::TransactionCompleted),
+            Err(InvalidTransition::NotApplicable { expected: Status::Syncing, .. })
+        ));
+    }
+
+    #[test]
+    fn every_event_has_exactly_one_source() {
+        let all = [
+            Status::Approved, Status::Submitting, Status::Submitted, Status::Syncing, Status::Synced,
+            Status::Uploading, Status::Uploaded, Status::Failed, Status::UploadFailed, Status::Unconfirmed,
+        ];
+        for event in [Event::SubmissionStarted, Event::TransactionCompleted, Event::UploadStarted] {
+            let sources = all.iter().filter(|s| transition(**s, event.clone()).is_ok()).count();
+            assert_eq!(sources, 1, "{event:?}");
+        }
+        for status in all.iter().filter(|s| s.is_final()) {
+            for event in [Event::SubmissionStarted, Event::SyncStarted { sync_id: SyncId::random() },
+                          Event::TransactionCompleted, Event::UploadStarted, Event::SubmissionAbandoned] {
+                assert!(transition(*status, event).is_err());
+            }
+        }
+    }
+}

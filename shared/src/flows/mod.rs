@@ -1,0 +1,70 @@
+//! The steps of the sync process (`sync-process.md`), each over the Codat client and the store.
+//!
+//! | step                     | module      | run by                               |
+//! |--------------------------|-------------|--------------------------------------|
+//! | approve & create dataset | [`intake`]  | approval-intake                      |
+//! | initiate sync            | [`initiate`]| sync-initiation (stream + schedule)  |
+//! | check transactions       | [`outcome`] | webhook-receipt, sync-initiation's sweep |
+//! | upload receipt           | [`upload`]  | attachment-upload (stream)           |
+
+pub mod initiate;
+#[cfg(feature = "receipts")]
+pub mod intake;
+pub mod outcome;
+pub mod sweep;
+#[cfg(feature = "receipts")]
+pub mod upload;
+
+use crate::codat::CodatError;
+use crate::domain::{Event, Expense, Failure, InvalidTransition, Stage};
+use crate::store::{Store, StoreError};
+
+/// Why a step could not finish. `Retry` means: fail the invocation (or the stream record) so
+/// Lambda delivers it again; nothing irreversible happened.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("try again later: {0}")]
+    Retry(String),
+}
+
+/// A Codat refusal or loss in words for the expense's record.
+pub(crate) fn failure_from(stage: Stage, err: &CodatError) -> Failure {
+    match err {
+        CodatError::Rejected { status, error } => Failure {
+            stage,
+            reason: error.summary(),
+            codat_status: Some(status.to_string()),
+            correlation_id: error.correlation_id.clone(),
+        },
+        CodatError::Unavailable { detail, .. } => Failure::new(
+            stage,
+            format!("Codat's answer was lost ({detail}); it may or may not have acted, so it was not repeated. Check in Codat before retrying."),
+        ),
+    }
+}
+
+/// Applies `event` unless another invocation already moved the expense; a replay or a lost
+/// race is not an error. Returns whether this call made the move.
+pub(crate) async fn apply_once(store: &Store, expense: &mut Expense, event: Event) -> Result<bool, StoreError> {
+    let transition = match expense.transition(event) {
+        Ok(t) => t,
+        Err(InvalidTransition::AlreadyDone { .. }) => return Ok(false),
+        Err(err @ InvalidTransition::NotApplicable { .. }) => {
+            tracing::warn!(expense_id = %expense.expense_id, error = %err, "event does not apply");
+            return Ok(false);
+        }
+    };
+    match store.apply(expense, &transition).await {
+        Ok(()) => {
+            expense.apply(&transition, chrono::Utc::now());
+            Ok(true)
+        }
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(expense_id = %expense.expense_id, %reason, "another invocation moved the expense first");
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
