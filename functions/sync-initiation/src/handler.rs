@@ -3,7 +3,7 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::CompanyId;
 use expense_sync::flows::initiate::initiate_sync;
-use expense_sync::flows::sweep::{sweep, POLL_AFTER};
+use expense_sync::flows::sweep::sweep;
 use expense_sync::store::{ItemKeys, Store};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
@@ -12,6 +12,8 @@ use tracing::Instrument;
 pub struct Services {
     pub store: Store,
     pub codat: CodatClient,
+    /// Only syncs older than this are polled: their webhook is late, presumably lost.
+    pub poll_after: chrono::Duration,
 }
 
 /// A stream batch (`Records`) or a scheduled event (anything else).
@@ -21,7 +23,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Va
         let response = on_stream(services, stream).await;
         return Ok(serde_json::to_value(response)?);
     }
-    let report = sweep(&services.store, &services.codat, POLL_AFTER)
+    let report = sweep(&services.store, &services.codat, services.poll_after)
         .instrument(tracing::info_span!("sweep"))
         .await?;
     tracing::info!(?report, "sweep done");

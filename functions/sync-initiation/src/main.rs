@@ -18,6 +18,10 @@ async fn main() -> Result<(), Error> {
     let services = handler::Services {
         store: Store::from_env(&config)?,
         codat: CodatClient::from_env(&api_key, Duration::from_secs(20))?,
+        poll_after: match std::env::var("SWEEP_POLL_AFTER_SECONDS") {
+            Ok(seconds) => chrono::Duration::seconds(seconds.parse()?),
+            Err(_) => expense_sync::flows::sweep::POLL_AFTER,
+        },
     };
     run(service_fn(|event| handler::handle(&services, event))).await
 }

@@ -1,0 +1,302 @@
+"""The local environment: moto server (DynamoDB, S3), the Codat sandbox, the functions under
+`cargo lambda watch`, and the stream pump with the schedule sweep, all from template.yaml.
+
+    python local/devenv.py demo            # the whole flow with the samples in examples/
+    python local/devenv.py test [ARGS...]  # the test suite against this environment
+    python local/devenv.py up              # start everything and wait (Ctrl-C stops it)
+
+It stops everything it started when it ends."""
+
+import argparse
+import atexit
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pump  # noqa: E402
+import template as tpl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".local"
+REGION = "us-east-1"
+TABLE = "expense-sync-local"
+BUCKET = "expense-sync-receipts-local"
+API_KEY = "c2FuZGJveC1hcGkta2V5"  # base64 text, as Codat keys are
+# A fixed local-only Svix secret (whsec_ + base64 of 24 random bytes).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"expense-sync-local-secret").decode()
+
+
+def port(name, default):
+    return int(os.environ.get(name, default))
+
+
+MOTO_PORT = port("MOTO_PORT", 5055)
+SANDBOX_PORT = port("SANDBOX_PORT", 4010)
+WATCH_PORT = port("WATCH_PORT", 9000)
+MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
+SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
+INVOKE_URL = f"http://127.0.0.1:{WATCH_PORT}"
+FUNCTION_URL = f"{INVOKE_URL}/lambda-url"
+
+# Set in the template only when the deployment uses legacy webhook rules.
+OPTIONAL_LOCALLY = {"CODAT_LEGACY_WEBHOOK_AUTHORIZATION"}
+
+AWS_ENV = {
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ENDPOINT_URL": MOTO_URL,
+}
+
+_children = []
+
+
+def log(message):
+    print(f"[devenv {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def start(name, args, env=None, cwd=ROOT):
+    STATE.mkdir(exist_ok=True)
+    out = open(STATE / f"{name}.log", "w")
+    process = subprocess.Popen(
+        args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    _children.append((name, process))
+    return process
+
+
+def stop_all():
+    for name, process in reversed(_children):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + 10
+    for name, process in _children:
+        try:
+            process.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    _children.clear()
+
+
+def wait_for_port(name, port_number, process, seconds=600):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited early; see {STATE / (name + '.log')}:\n" + tail(name))
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port_number)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{name} did not listen on {port_number} within {seconds}s:\n" + tail(name))
+
+
+def tail(name, lines=30):
+    path = STATE / f"{name}.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def ensure_free(*ports):
+    for p in ports:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", p)) == 0:
+                raise SystemExit(f"port {p} is in use: stop what runs there (or set MOTO_PORT/SANDBOX_PORT/WATCH_PORT)")
+
+
+def function_env(template, sweep_poll_after):
+    """What the deployed functions get from the template, resolved for local use."""
+    env = {
+        **AWS_ENV,
+        "TABLE_NAME": TABLE,
+        "RECEIPTS_BUCKET": BUCKET,
+        "CODAT_BASE_URL": SANDBOX_URL,
+        "CODAT_API_KEY": API_KEY,
+        "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
+        "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+    }
+    # Every variable the template sets must have a local value (or a local stand-in:
+    # secrets come straight from the environment instead of Secrets Manager).
+    for fn in tpl.functions(template):
+        for name in fn.environment:
+            local_name = name.removesuffix("_SECRET_ARN")
+            if name not in env and local_name not in env and local_name not in OPTIONAL_LOCALLY:
+                raise SystemExit(f"{fn.binary} reads {name}, which devenv does not set")
+    return env
+
+
+def provision(template):
+    session = boto3.session.Session(
+        aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+    )
+    cfg = Config(retries={"max_attempts": 3})
+    dynamodb = session.client("dynamodb", endpoint_url=MOTO_URL, config=cfg)
+    s3 = session.client("s3", endpoint_url=MOTO_URL, config=cfg)
+    streams = session.client("dynamodbstreams", endpoint_url=MOTO_URL, config=cfg)
+    definition, ttl = tpl.table_definition(template)
+    table = dynamodb.create_table(TableName=TABLE, **definition)["TableDescription"]
+    if ttl:
+        dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=ttl)
+    s3.create_bucket(Bucket=BUCKET)
+    return table["LatestStreamArn"], streams
+
+
+def build():
+    log("building the workspace (first build takes a few minutes)")
+    subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, check=True)
+
+
+def up(sweep_seconds, sweep_poll_after, sync_delay_ms):
+    template = tpl.load(ROOT / "template.yaml")
+    ensure_free(MOTO_PORT, SANDBOX_PORT, WATCH_PORT)
+    env = function_env(template, sweep_poll_after)
+    STATE.mkdir(exist_ok=True)
+    (STATE / "dlq.jsonl").write_text("")
+    build()
+
+    moto = start("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)])
+    wait_for_port("moto", MOTO_PORT, moto, 60)
+    stream_arn, streams = provision(template)
+    log(f"moto server on {MOTO_URL}: table {TABLE}, bucket {BUCKET}")
+
+    sandbox = start(
+        "sandbox",
+        [str(ROOT / "target/debug/codat-sandbox")],
+        {
+            "SANDBOX_ADDR": f"127.0.0.1:{SANDBOX_PORT}",
+            "CODAT_API_KEY": API_KEY,
+            "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SANDBOX_WEBHOOK_URL": f"{FUNCTION_URL}/webhook-receipt/webhooks/codat",
+            "SANDBOX_SYNC_DELAY_MS": str(sync_delay_ms),
+        },
+    )
+    wait_for_port("sandbox", SANDBOX_PORT, sandbox, 60)
+    log(f"Codat sandbox on {SANDBOX_URL}")
+
+    env_file = STATE / "functions.env"
+    env_file.write_text("".join(f'{k}="{v}"\n' for k, v in env.items()))
+    watch = start(
+        "functions",
+        ["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
+         "--invoke-port", str(WATCH_PORT), "--env-file", str(env_file)],
+        env,
+    )
+    wait_for_port("functions", WATCH_PORT, watch, 600)
+    log(f"functions under cargo lambda watch on {INVOKE_URL}")
+
+    triggers = [t for fn in tpl.functions(template) for t in fn.stream_triggers]
+    the_pump = pump.Pump(streams, stream_arn, REGION, triggers, INVOKE_URL, STATE / "dlq.jsonl", log)
+    the_pump.start()
+    scheduled = json.loads((ROOT / "tests/fixtures/example-eventbridge-schedule.json").read_text())
+    for fn in tpl.functions(template):
+        for _ in fn.schedules:
+            pump.Schedule(fn.binary, sweep_seconds, INVOKE_URL, scheduled, the_pump.stop, log).start()
+    log(f"stream pump: {', '.join(f'{t.function} (batch {t.batch_size}, {len(t.filters)} filters)' for t in triggers)}; "
+        f"sweep every {sweep_seconds}s")
+    return {**env, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
+            "CODAT_API_KEY": API_KEY, "DLQ_PATH": str(STATE / "dlq.jsonl")}, the_pump
+
+
+# ---- the demo ----
+
+
+def http(method, url, body=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def load_examples():
+    spec = json.loads((ROOT / "examples/approvals.json").read_text())
+    for expense in spec["expenses"]:
+        receipt = expense["receipt"]
+        receipt["data"] = base64.b64encode((ROOT / "examples" / receipt.pop("path")).read_bytes()).decode()
+    return spec["companyId"], {"expenses": spec["expenses"]}
+
+
+def demo():
+    company, batch = load_examples()
+    log(f"approving {len(batch['expenses'])} expenses for company {company}")
+    status, answer = http("POST", f"{FUNCTION_URL}/approval-intake/companies/{company}/expenses", batch, timeout=300)
+    log(f"approval intake answered {status}")
+    if status >= 300:
+        print(json.dumps(answer, indent=2))
+    ids = [e["id"] for e in batch["expenses"]]
+    seen = {}
+    deadline = time.time() + 180
+    final = {"uploaded", "failed", "uploadFailed", "unconfirmed"}
+    views = {}
+    while time.time() < deadline:
+        for expense_id in ids:
+            code, view = http("GET", f"{FUNCTION_URL}/expense-status/companies/{company}/expenses/{expense_id}")
+            if code != 200:
+                continue
+            views[expense_id] = view
+            if seen.get(expense_id) != view["status"]:
+                seen[expense_id] = view["status"]
+                detail = view.get("failure", {}) or {}
+                log(f"expense {expense_id}: {view['status']}" + (f" ({detail.get('reason')})" if detail else ""))
+        if len(views) == len(ids) and all(v["status"] in final for v in views.values()):
+            break
+        time.sleep(0.5)
+    print()
+    print(f"{'expense':38} {'receipt':16} {'status':10} {'dataset':38} {'attachment'}")
+    for expense_id in ids:
+        v = views.get(expense_id, {})
+        print(f"{expense_id:38} {v.get('receipt', {}).get('fileName', '?'):16} {v.get('status', '?'):10} "
+              f"{str(v.get('datasetId')):38} {v.get('attachmentId') or ''}")
+    done = all(views.get(i, {}).get("status") == "uploaded" for i in ids)
+    print()
+    print("every expense uploaded" if done else "NOT every expense reached uploaded: see .local/*.log")
+    return 0 if done else 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["demo", "test", "up"])
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    options = parser.parse_args()
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    fast = options.command == "test"
+    env, the_pump = up(sweep_seconds=2 if fast else 10, sweep_poll_after=3 if fast else 30,
+                       sync_delay_ms=300 if fast else 1500)
+    try:
+        if options.command == "demo":
+            return demo()
+        if options.command == "test":
+            command = ["cargo", "nextest", "run", "--workspace", "--run-ignored", "all", "--no-fail-fast", *options.args]
+            log(" ".join(command))
+            return subprocess.run(command, cwd=ROOT, env={**os.environ, **env}).returncode
+        log("everything is up; Ctrl-C stops it")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        the_pump.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
