@@ -46,12 +46,15 @@ async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) 
 }
 
 #[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DropWebhooks {
+    company_id: String,
     count: u32,
 }
 
+/// The next `count` webhooks for the company are not sent (a lost delivery).
 async fn drop_webhooks(State(shared): State<Arc<Shared>>, Json(body): Json<DropWebhooks>) -> impl IntoResponse {
-    shared.lock().webhooks_to_drop = body.count;
+    shared.lock().webhooks_to_drop.insert(body.company_id.to_ascii_lowercase(), body.count);
     Json(json!({"ok": true}))
 }
 

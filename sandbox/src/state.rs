@@ -113,7 +113,7 @@ pub struct Inner {
     pub companies: HashMap<String, Company>,
     pub calls: Vec<Call>,
     pub faults: Vec<Fault>,
-    pub webhooks_to_drop: u32,
+    pub webhooks_to_drop: HashMap<String, u32>,
     pub webhooks_sent: u64,
 }
 

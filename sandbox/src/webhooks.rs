@@ -59,8 +59,8 @@ async fn deliver(shared: &Shared, company: &str, sync_id: &str, successful: bool
     let Some(url) = shared.config.webhook_url.clone() else { return };
     {
         let mut inner = shared.lock();
-        if inner.webhooks_to_drop > 0 {
-            inner.webhooks_to_drop -= 1;
+        if let Some(count) = inner.webhooks_to_drop.get_mut(company).filter(|c| **c > 0) {
+            *count -= 1;
             tracing::info!(%sync_id, "dropping the webhook as asked");
             return;
         }

@@ -45,26 +45,34 @@ pub(crate) fn failure_from(stage: Stage, err: &CodatError) -> Failure {
     }
 }
 
-/// Applies `event` unless another invocation already moved the expense; a replay or a lost
-/// race is not an error. Returns whether this call made the move.
+/// Applies `event` to the expense as one conditional write. When another invocation moved the
+/// expense first, re-reads it and judges the event against what it is now: a replay or an
+/// event already overtaken is not an error. Returns whether this call made the move; either
+/// way `expense` is left as stored.
 pub(crate) async fn apply_once(store: &Store, expense: &mut Expense, event: Event) -> Result<bool, StoreError> {
-    let transition = match expense.transition(event) {
-        Ok(t) => t,
-        Err(InvalidTransition::AlreadyDone { .. }) => return Ok(false),
-        Err(err @ InvalidTransition::NotApplicable { .. }) => {
-            tracing::warn!(expense_id = %expense.expense_id, error = %err, "event does not apply");
-            return Ok(false);
+    for _ in 0..3 {
+        let transition = match expense.transition(event.clone()) {
+            Ok(t) => t,
+            Err(InvalidTransition::AlreadyDone { .. }) => return Ok(false),
+            Err(err @ InvalidTransition::NotApplicable { .. }) => {
+                tracing::warn!(expense_id = %expense.expense_id, error = %err, "event does not apply");
+                return Ok(false);
+            }
+        };
+        match store.apply(expense, &transition).await {
+            Ok(()) => {
+                expense.apply(&transition, chrono::Utc::now());
+                return Ok(true);
+            }
+            Err(StoreError::Conflict(reason)) => {
+                tracing::info!(expense_id = %expense.expense_id, %reason, "moved by another invocation; re-reading");
+                match store.get_expense(expense.company_id, expense.expense_id).await? {
+                    Some(fresh) => *expense = fresh,
+                    None => return Ok(false),
+                }
+            }
+            Err(err) => return Err(err),
         }
-    };
-    match store.apply(expense, &transition).await {
-        Ok(()) => {
-            expense.apply(&transition, chrono::Utc::now());
-            Ok(true)
-        }
-        Err(StoreError::Conflict(reason)) => {
-            tracing::info!(expense_id = %expense.expense_id, %reason, "another invocation moved the expense first");
-            Ok(false)
-        }
-        Err(err) => Err(err),
     }
+    Err(StoreError::Conflict(format!("expense {} keeps changing under {event:?}", expense.expense_id)))
 }

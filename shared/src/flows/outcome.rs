@@ -76,16 +76,12 @@ pub async fn record_sync_outcome(
         if expense.status == Status::Submitted {
             apply_once(store, &mut expense, Event::SyncStarted { sync_id }).await?;
         }
-        let event = reported.get(&expense.expense_id).and_then(|m| event_for(m));
-        match event {
-            Some(event) => {
-                apply_once(store, &mut expense, event).await?;
-            }
-            None if expense.status == Status::Syncing => waiting += 1,
-            None => {}
+        if let Some(event) = reported.get(&expense.expense_id).and_then(|m| event_for(m)) {
+            apply_once(store, &mut expense, event).await?;
         }
         match expense.status {
-            Status::Syncing => {}
+            // No final word from Codat yet (or it raced another invocation): keep the sync open.
+            Status::Submitted | Status::Syncing => waiting += 1,
             Status::Failed => failed += 1,
             _ => synced += 1,
         }

@@ -1,0 +1,165 @@
+//! Talks to the local environment the way a user and Codat's sandbox would.
+#![allow(dead_code)] // each test file uses its own part of these helpers
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use codat_sandbox::{AttachmentLog, Call};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub const NEEDS_STACK: &str = "needs the local environment: run `local/devenv.py test`";
+
+#[derive(Clone)]
+pub struct Stack {
+    pub api: String,
+    pub sandbox: String,
+    pub http: reqwest::Client,
+}
+
+/// A receipt as sent, to compare with what Codat received.
+pub struct SentReceipt {
+    pub file_name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Approval {
+    pub company: String,
+    pub body: Value,
+    pub receipts: Vec<(String, SentReceipt)>,
+}
+
+impl Approval {
+    pub fn ids(&self) -> Vec<String> {
+        self.receipts.iter().map(|(id, _)| id.clone()).collect()
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {NEEDS_STACK}"))
+}
+
+impl Stack {
+    pub fn from_env() -> Self {
+        Self { api: env("EXPENSE_SYNC_API"), sandbox: env("SANDBOX_URL"), http: reqwest::Client::new() }
+    }
+
+    /// The sample approvals of `examples/`, under a fresh company and fresh expense ids.
+    pub fn sample_approval(&self) -> Approval {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let spec: Value = serde_json::from_slice(&std::fs::read(root.join("approvals.json")).unwrap()).unwrap();
+        let company = Uuid::new_v4().to_string();
+        let mut receipts = Vec::new();
+        let mut expenses = Vec::new();
+        for mut expense in spec["expenses"].as_array().unwrap().clone() {
+            let id = Uuid::new_v4().to_string();
+            expense["id"] = json!(id);
+            let receipt = expense["receipt"].as_object_mut().unwrap();
+            let bytes = std::fs::read(root.join(receipt.remove("path").unwrap().as_str().unwrap())).unwrap();
+            receipt.insert("data".into(), json!(base64::engine::general_purpose::STANDARD.encode(&bytes)));
+            receipts.push((
+                id,
+                SentReceipt {
+                    file_name: receipt["fileName"].as_str().unwrap().into(),
+                    content_type: receipt["contentType"].as_str().unwrap().into(),
+                    bytes,
+                },
+            ));
+            expenses.push(expense);
+        }
+        Approval { company, body: json!({"expenses": expenses}), receipts }
+    }
+
+    pub async fn approve(&self, company: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}/approval-intake/companies/{company}/expenses", self.api);
+        let response = self.http.post(url).json(body).send().await.expect("approval intake reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn expense(&self, company: &str, expense: &str) -> (u16, Value) {
+        let url = format!("{}/expense-status/companies/{company}/expenses/{expense}", self.api);
+        let response = self.http.get(url).send().await.expect("expense status reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until every expense is in a final status; returns their views.
+    pub async fn settle(&self, company: &str, ids: &[String], within: Duration) -> Vec<Value> {
+        let finals = ["uploaded", "failed", "uploadFailed", "unconfirmed"];
+        let started = Instant::now();
+        loop {
+            let mut views = Vec::new();
+            for id in ids {
+                let (status, view) = self.expense(company, id).await;
+                assert!(status == 200 || status == 404, "status endpoint answered {status}: {view}");
+                views.push(view);
+            }
+            if views.iter().all(|v| v["status"].as_str().is_some_and(|s| finals.contains(&s))) {
+                return views;
+            }
+            assert!(started.elapsed() < within, "expenses did not settle within {within:?}: {views:#?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Every call the sandbox logged for this company.
+    pub async fn codat_calls(&self, company: &str) -> Vec<Call> {
+        let calls: Vec<Call> =
+            self.http.get(format!("{}/_sandbox/calls", self.sandbox)).send().await.unwrap().json().await.unwrap();
+        let prefix = format!("/companies/{company}/");
+        calls.into_iter().filter(|c| c.path.starts_with(&prefix)).collect()
+    }
+
+    pub async fn sandbox_stats(&self, company: &str) -> Value {
+        let stats: Value =
+            self.http.get(format!("{}/_sandbox/stats", self.sandbox)).send().await.unwrap().json().await.unwrap();
+        stats["companies"][company].clone()
+    }
+
+    pub async fn inject_fault(&self, fault: Value) {
+        let response = self.http.post(format!("{}/_sandbox/faults", self.sandbox)).json(&fault).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+
+    pub async fn drop_webhooks(&self, company: &str, count: u32) {
+        let body = json!({"companyId": company, "count": count});
+        let url = format!("{}/_sandbox/drop-webhooks", self.sandbox);
+        let response = self.http.post(url).json(&body).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+}
+
+/// Transaction ids of every item in the datasets Codat accepted.
+pub fn dataset_items(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/data/expense-transactions") && c.status == 200)
+        .flat_map(|c| c.body.as_ref().unwrap()["items"].as_array().unwrap().clone())
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Successful attachment uploads, by transaction id.
+pub fn attachments(calls: &[Call]) -> Vec<(String, AttachmentLog)> {
+    calls
+        .iter()
+        .filter(|c| c.path.ends_with("/attachments") && c.status == 200)
+        .map(|c| {
+            let transaction = c.path.rsplit('/').nth(1).unwrap().to_string();
+            (transaction, c.attachment.clone().expect("attachment logged"))
+        })
+        .collect()
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn count(items: &[String], id: &str) -> usize {
+    items.iter().filter(|i| *i == id).count()
+}
+
+pub const SETTLE: Duration = Duration::from_secs(90);
