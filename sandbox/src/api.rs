@@ -101,7 +101,9 @@ pub async fn track(State(shared): AppState, request: Request, next: Next) -> Res
 fn injected_fault(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
     let mut inner = shared.lock();
     let index = inner.faults.iter().position(|f| {
-        f.times > 0 && path.contains(&f.path_contains) && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+        f.times > 0
+            && path.contains(&f.path_contains)
+            && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
     })?;
     let fault = &mut inner.faults[index];
     fault.times -= 1;
@@ -128,7 +130,12 @@ async fn create_dataset(State(shared): AppState, Path(company): Path<String>, bo
     };
     let items = match body.get("items").and_then(Value::as_array) {
         Some(items) if (1..=50).contains(&items.len()) => items.clone(),
-        Some(items) => return invalid(vec![item_error(None, format!("items must hold 1 to 50 transactions, got {}", items.len()))]),
+        Some(items) => {
+            return invalid(vec![item_error(
+                None,
+                format!("items must hold 1 to 50 transactions, got {}", items.len()),
+            )])
+        }
         None => return invalid(vec![item_error(None, "items is required".into())]),
     };
     let mut errors = Vec::new();
@@ -158,7 +165,9 @@ async fn create_dataset(State(shared): AppState, Path(company): Path<String>, bo
     }
     let dataset_id = Uuid::new_v4().to_string();
     for (id, item) in ids.iter().zip(items) {
-        state.transactions.insert(id.clone(), Txn { body: item, status: TxnStatus::Pending, message: None, sync_id: None });
+        state
+            .transactions
+            .insert(id.clone(), Txn { body: item, status: TxnStatus::Pending, message: None, sync_id: None });
     }
     state.datasets.insert(dataset_id.clone(), Dataset { items: ids, sync_id: None });
     (StatusCode::OK, Json(json!({"datasetId": dataset_id}))).into_response()
@@ -267,7 +276,9 @@ async fn initiate_sync(State(shared): AppState, Path(company): Path<String>, bod
     for id in &requested {
         match state.datasets.get(id) {
             None => errors.push(item_error(Some(id), format!("Dataset {id} not found"))),
-            Some(d) if d.sync_id.is_some() => errors.push(item_error(Some(id), format!("Dataset {id} has already been synced"))),
+            Some(d) if d.sync_id.is_some() => {
+                errors.push(item_error(Some(id), format!("Dataset {id} has already been synced")))
+            }
             Some(_) => {}
         }
     }
@@ -300,9 +311,8 @@ async fn initiate_sync(State(shared): AppState, Path(company): Path<String>, bod
 
 async fn sync_status(State(shared): AppState, Path((company, sync_id)): Path<(String, String)>) -> Response {
     let inner = shared.lock();
-    let Some((company_state, sync)) = parse_uuid(&company)
-        .and_then(|c| inner.companies.get(&c))
-        .and_then(|c| c.syncs.get(&sync_id).map(|s| (c, s)))
+    let Some((company_state, sync)) =
+        parse_uuid(&company).and_then(|c| inner.companies.get(&c)).and_then(|c| c.syncs.get(&sync_id).map(|s| (c, s)))
     else {
         return error(StatusCode::NOT_FOUND, "Sync not found", vec![]);
     };
@@ -354,7 +364,8 @@ async fn sync_transactions(
         _ => return malformed("pageSize must be an integer from 1 to 5000"),
     };
     let inner = shared.lock();
-    let Some(state) = parse_uuid(&company).and_then(|c| inner.companies.get(&c)).filter(|c| c.syncs.contains_key(&sync_id))
+    let Some(state) =
+        parse_uuid(&company).and_then(|c| inner.companies.get(&c)).filter(|c| c.syncs.contains_key(&sync_id))
     else {
         return error(StatusCode::NOT_FOUND, "Sync not found", vec![]);
     };
@@ -369,7 +380,9 @@ async fn sync_transactions(
         .filter_map(|id| state.transactions.get(id).map(|t| (id, t)))
         .map(|(id, t)| json!({"transactionId": id, "status": t.status.as_str(), "message": t.message, "integrationType": "expenses"}))
         .collect();
-    let href = |p: u32| format!("/companies/{company}/sync/expenses/syncs/{sync_id}/transactions?page={p}&pageSize={page_size}");
+    let href = |p: u32| {
+        format!("/companies/{company}/sync/expenses/syncs/{sync_id}/transactions?page={p}&pageSize={page_size}")
+    };
     let mut links = json!({"self": {"href": format!("/companies/{company}/sync/expenses/syncs/{sync_id}/transactions")},
                            "current": {"href": href(page)}});
     if (page as u64) * (page_size as u64) < total as u64 {
@@ -426,7 +439,10 @@ async fn upload_attachment(
         return error(StatusCode::NOT_FOUND, "Transaction not found in that sync", vec![]);
     };
     if txn.status != TxnStatus::Completed {
-        return invalid(vec![item_error(Some(&transaction_id), format!("Transaction is {}, not Completed", txn.status.as_str()))]);
+        return invalid(vec![item_error(
+            Some(&transaction_id),
+            format!("Transaction is {}, not Completed", txn.status.as_str()),
+        )]);
     }
     state.attachments += 1;
     let attachment_id = format!("{}", 1_400_000_000_000_000_000u64 + state.attachments);

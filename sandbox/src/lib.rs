@@ -55,7 +55,9 @@ impl Config {
 
 pub fn router(config: Config) -> axum::Router {
     let shared = Arc::new(state::Shared::new(config));
-    api::routes(shared.clone()).merge(admin::routes(shared.clone())).layer(axum::middleware::from_fn_with_state(shared, api::track))
+    api::routes(shared.clone())
+        .merge(admin::routes(shared.clone()))
+        .layer(axum::middleware::from_fn_with_state(shared, api::track))
 }
 
 /// Serves on `addr` until the process ends.

@@ -9,9 +9,9 @@ use codat_sandbox::{Config, WebhookMode};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let addr = env("SANDBOX_ADDR").unwrap_or_else(|| "127.0.0.1:4010".into());
     let webhook_mode = match (env("CODAT_WEBHOOK_SECRET"), env("SANDBOX_LEGACY_AUTHORIZATION")) {
@@ -25,6 +25,8 @@ async fn main() -> std::io::Result<()> {
         webhook_mode,
         sync_delay: Duration::from_millis(env("SANDBOX_SYNC_DELAY_MS").and_then(|v| v.parse().ok()).unwrap_or(1500)),
     };
-    let addr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("SANDBOX_ADDR: {e}")))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("SANDBOX_ADDR: {e}")))?;
     codat_sandbox::serve(config, addr).await
 }

@@ -100,11 +100,7 @@ pub struct Company {
 impl Company {
     pub fn sync_transactions(&self, sync_id: &str) -> Vec<String> {
         let Some(sync) = self.syncs.get(sync_id) else { return Vec::new() };
-        sync.dataset_ids
-            .iter()
-            .filter_map(|d| self.datasets.get(d))
-            .flat_map(|d| d.items.iter().cloned())
-            .collect()
+        sync.dataset_ids.iter().filter_map(|d| self.datasets.get(d)).flat_map(|d| d.items.iter().cloned()).collect()
     }
 }
 

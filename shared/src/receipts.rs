@@ -21,9 +21,8 @@ impl ReceiptStore {
     /// Builds the client from shared config and `RECEIPTS_BUCKET`.
     pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, String> {
         let bucket = crate::required_env("RECEIPTS_BUCKET")?;
-        let s3_config = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(crate::aws::endpoint_overridden())
-            .build();
+        let s3_config =
+            aws_sdk_s3::config::Builder::from(config).force_path_style(crate::aws::endpoint_overridden()).build();
         Ok(Self::new(aws_sdk_s3::Client::from_conf(s3_config), bucket))
     }
 
@@ -33,7 +32,12 @@ impl ReceiptStore {
 
     /// Stores the receipt. Idempotent: the key is the expense's, so a retry overwrites the same
     /// bytes rather than leaving a second copy.
-    pub async fn put(&self, company: CompanyId, expense: ExpenseId, receipt: &Receipt) -> Result<ReceiptRef, ReceiptError> {
+    pub async fn put(
+        &self,
+        company: CompanyId,
+        expense: ExpenseId,
+        receipt: &Receipt,
+    ) -> Result<ReceiptRef, ReceiptError> {
         let key = Self::key(company, expense);
         let sha256 = receipt.sha256_hex();
         self.client
@@ -57,20 +61,12 @@ impl ReceiptStore {
     }
 
     pub async fn get(&self, receipt: &ReceiptRef) -> Result<Vec<u8>, ReceiptError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&receipt.key)
-            .send()
-            .await
-            .map_err(|e| ReceiptError(format!("get {}: {}", receipt.key, aws_sdk_s3::error::DisplayErrorContext(e))))?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| ReceiptError(format!("read {}: {e}", receipt.key)))?
-            .to_vec();
+        let object =
+            self.client.get_object().bucket(&self.bucket).key(&receipt.key).send().await.map_err(|e| {
+                ReceiptError(format!("get {}: {}", receipt.key, aws_sdk_s3::error::DisplayErrorContext(e)))
+            })?;
+        let bytes =
+            object.body.collect().await.map_err(|e| ReceiptError(format!("read {}: {e}", receipt.key)))?.to_vec();
         Ok(bytes)
     }
 }

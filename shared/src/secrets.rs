@@ -9,12 +9,9 @@ pub async fn resolve(#[allow(unused_variables)] config: &aws_config::SdkConfig, 
         #[cfg(feature = "secrets")]
         {
             let client = aws_sdk_secretsmanager::Client::new(config);
-            let value = client
-                .get_secret_value()
-                .secret_id(&arn)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read the secret for {name}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+            let value = client.get_secret_value().secret_id(&arn).send().await.map_err(|e| {
+                format!("cannot read the secret for {name}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
+            })?;
             return value
                 .secret_string
                 .map(|s| s.trim().to_string())

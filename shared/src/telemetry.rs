@@ -7,8 +7,8 @@ pub fn init() {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into())
         .to_ascii_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -240,6 +240,9 @@ mod tests {
         .to_string()
         .into_bytes();
         let err = verifier().verify(&signed(&body, chrono::Utc::now().timestamp()), &body).unwrap_err();
-        assert_eq!(err, WebhookError::Malformed { field: "payload.referenceCompany.id".into(), message: "must be a UUID".into() });
+        assert_eq!(
+            err,
+            WebhookError::Malformed { field: "payload.referenceCompany.id".into(), message: "must be a UUID".into() }
+        );
     }
 }

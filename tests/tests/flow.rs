@@ -129,7 +129,9 @@ async fn throttling_is_retried_after_retry_after() {
     for path in ["data/expense-transactions", "syncs/"] {
         let path_contains = format!("{company}/sync/expenses/{path}");
         stack
-            .inject_fault(json!({"pathContains": path_contains, "method": "POST", "status": 429, "retryAfter": 1, "times": 2}))
+            .inject_fault(
+                json!({"pathContains": path_contains, "method": "POST", "status": 429, "retryAfter": 1, "times": 2}),
+            )
             .await;
     }
     let started = std::time::Instant::now();

@@ -63,7 +63,10 @@ fn answer(company: CompanyId, expenses: &[Expense]) -> Response<String> {
     } else if any(Status::Failed) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("Codat refused some expenses; see each expense's failure"))
     } else if any(Status::Approved) {
-        (StatusCode::SERVICE_UNAVAILABLE, Some("Codat is unavailable; the expenses are saved: post the same batch again later"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Codat is unavailable; the expenses are saved: post the same batch again later"),
+        )
     } else {
         (StatusCode::ACCEPTED, None)
     };

@@ -11,7 +11,11 @@ pub async fn handle(store: &Store, request: Request) -> Result<Response<String>,
     let params = request.path_parameters();
     let path = request.uri().path();
     let param = |name: &str, segment: &str| {
-        params.first(name).map(String::from).or_else(|| segment_after(path, segment).map(String::from)).unwrap_or_default()
+        params
+            .first(name)
+            .map(String::from)
+            .or_else(|| segment_after(path, segment).map(String::from))
+            .unwrap_or_default()
     };
     let Ok(company) = param("companyId", "companies").parse::<CompanyId>() else {
         return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));

@@ -23,9 +23,8 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Va
         let response = on_stream(services, stream).await;
         return Ok(serde_json::to_value(response)?);
     }
-    let report = sweep(&services.store, &services.codat, services.poll_after)
-        .instrument(tracing::info_span!("sweep"))
-        .await?;
+    let report =
+        sweep(&services.store, &services.codat, services.poll_after).instrument(tracing::info_span!("sweep")).await?;
     tracing::info!(?report, "sweep done");
     Ok(serde_json::to_value(report)?)
 }

@@ -71,6 +71,7 @@ pub struct CodatClient {
     base_url: String,
     authorization: HeaderValue,
     retry: RetryPolicy,
+    page_size: u32,
     calls: AtomicU64,
 }
 
@@ -91,8 +92,15 @@ impl CodatClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             authorization,
             retry,
+            page_size: PAGE_SIZE,
             calls: AtomicU64::new(0),
         })
+    }
+
+    /// Transactions asked for per page when listing a sync's transactions.
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.clamp(1, 5000);
+        self
     }
 
     /// HTTP requests sent so far, retries included (for the benchmarks).
@@ -112,9 +120,8 @@ impl CodatClient {
     ) -> Result<DatasetId, CodatError> {
         let url = self.url(company, "data/expense-transactions");
         let body = CreateExpenseRequest { items };
-        let response: CreateExpenseResponse = self
-            .send(Effect::Creates, &[StatusCode::OK], || self.http.post(&url).json(&body))
-            .await?;
+        let response: CreateExpenseResponse =
+            self.send(Effect::Creates, &[StatusCode::OK], || self.http.post(&url).json(&body)).await?;
         Ok(response.dataset_id)
     }
 
@@ -144,13 +151,12 @@ impl CodatClient {
         let mut all = Vec::new();
         let mut page = 1u32;
         loop {
-            let query = [("page", page), ("pageSize", PAGE_SIZE)];
-            let list: TransactionMetadataList = self
-                .send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url).query(&query))
-                .await?;
+            let query = [("page", page), ("pageSize", self.page_size)];
+            let list: TransactionMetadataList =
+                self.send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url).query(&query)).await?;
             let received = list.results.len();
             all.extend(list.results);
-            let page_size = if list.page_size == 0 { PAGE_SIZE } else { list.page_size };
+            let page_size = if list.page_size == 0 { self.page_size } else { list.page_size };
             let pages = list.total_results.div_ceil(page_size);
             if received == 0 || page >= pages {
                 return Ok(all);
@@ -207,7 +213,10 @@ impl CodatClient {
                     tracing::info!(status = status.as_u16(), attempt, effect = ?effect, "Codat answered with an error");
                     match classify(status, effect) {
                         Verdict::Rejected => {
-                            return Err(CodatError::Rejected { status: status.as_u16(), error: error_body(response).await })
+                            return Err(CodatError::Rejected {
+                                status: status.as_u16(),
+                                error: error_body(response).await,
+                            })
                         }
                         Verdict::Stop => {
                             let error = error_body(response).await;

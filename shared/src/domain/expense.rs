@@ -166,18 +166,24 @@ pub enum Event {
     SubmissionStarted,
     /// The post provably never reached Codat: try again later.
     SubmissionAbandoned,
-    DatasetCreated { dataset_id: DatasetId },
+    DatasetCreated {
+        dataset_id: DatasetId,
+    },
     SubmissionRejected(Failure),
     /// Codat may or may not have created it: never post it again without a person checking.
     SubmissionUnconfirmed(Failure),
-    SyncStarted { sync_id: SyncId },
+    SyncStarted {
+        sync_id: SyncId,
+    },
     SyncRejected(Failure),
     /// Codat reports the transaction `Completed` as an expense.
     TransactionCompleted,
     TransactionFailed(Failure),
     UploadStarted,
     UploadAbandoned,
-    ReceiptUploaded { attachment_id: String },
+    ReceiptUploaded {
+        attachment_id: String,
+    },
     UploadRejected(Failure),
     UploadUnconfirmed(Failure),
 }
@@ -299,10 +305,7 @@ mod tests {
             Event::TransactionFailed(failure()),
         ]);
         assert_eq!(failed, Status::Failed);
-        assert!(matches!(
-            transition(failed, Event::UploadStarted),
-            Err(InvalidTransition::AlreadyDone { .. })
-        ));
+        assert!(matches!(transition(failed, Event::UploadStarted), Err(InvalidTransition::AlreadyDone { .. })));
     }
 
     #[test]
@@ -340,16 +343,29 @@ mod tests {
     #[test]
     fn every_event_has_exactly_one_source() {
         let all = [
-            Status::Approved, Status::Submitting, Status::Submitted, Status::Syncing, Status::Synced,
-            Status::Uploading, Status::Uploaded, Status::Failed, Status::UploadFailed, Status::Unconfirmed,
+            Status::Approved,
+            Status::Submitting,
+            Status::Submitted,
+            Status::Syncing,
+            Status::Synced,
+            Status::Uploading,
+            Status::Uploaded,
+            Status::Failed,
+            Status::UploadFailed,
+            Status::Unconfirmed,
         ];
         for event in [Event::SubmissionStarted, Event::TransactionCompleted, Event::UploadStarted] {
             let sources = all.iter().filter(|s| transition(**s, event.clone()).is_ok()).count();
             assert_eq!(sources, 1, "{event:?}");
         }
         for status in all.iter().filter(|s| s.is_final()) {
-            for event in [Event::SubmissionStarted, Event::SyncStarted { sync_id: SyncId::random() },
-                          Event::TransactionCompleted, Event::UploadStarted, Event::SubmissionAbandoned] {
+            for event in [
+                Event::SubmissionStarted,
+                Event::SyncStarted { sync_id: SyncId::random() },
+                Event::TransactionCompleted,
+                Event::UploadStarted,
+                Event::SubmissionAbandoned,
+            ] {
                 assert!(transition(*status, event).is_err());
             }
         }

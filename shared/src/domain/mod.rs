@@ -6,9 +6,7 @@ mod ids;
 mod sync;
 
 pub use approval::{ApprovalBatch, ApprovedExpense, Receipt, ValidationError, MAX_BATCH, MAX_RECEIPT_BYTES};
-pub use expense::{
-    Event, Expense, Failure, InvalidTransition, ReceiptRef, Stage, Status, Transition,
-};
+pub use expense::{Event, Expense, Failure, InvalidTransition, ReceiptRef, Stage, Status, Transition};
 pub use ids::{CompanyId, DatasetId, ExpenseId, SyncId};
 pub use sync::{Dataset, DatasetStatus, LockHolder, Sync, SyncLock, SyncState};
 

@@ -18,13 +18,20 @@ const MAX_DATASETS_PER_SYNC: usize = 98;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Initiated {
-    Started { sync_id: SyncId, datasets: usize },
+    Started {
+        sync_id: SyncId,
+        datasets: usize,
+    },
     NothingPending,
     /// Another sync holds the lock; its end re-triggers initiation.
     Busy,
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     /// Codat's answer was lost: the lock stays until its lease ends, then the sweep retries.
-    Unconfirmed { reason: String },
+    Unconfirmed {
+        reason: String,
+    },
 }
 
 pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyId) -> Result<Initiated, FlowError> {

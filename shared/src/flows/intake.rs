@@ -4,7 +4,9 @@ use chrono::Utc;
 
 use super::failure_from;
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{ApprovalBatch, Dataset, DatasetStatus, Event, Expense, ExpenseId, Stage, Status, MAX_DATASET_ITEMS};
+use crate::domain::{
+    ApprovalBatch, Dataset, DatasetStatus, Event, Expense, ExpenseId, Stage, Status, MAX_DATASET_ITEMS,
+};
 use crate::receipts::ReceiptStore;
 use crate::store::{Store, StoreError};
 
@@ -74,7 +76,10 @@ fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), I
     for (index, approved) in batch.expenses.iter().enumerate() {
         if let Some(existing) = stored.iter().find(|e| e.expense_id == approved.id()) {
             if existing.fingerprint != approved.fingerprint() {
-                return Err(IntakeError::Conflict { field: format!("expenses[{index}].id"), expense_id: approved.id() });
+                return Err(IntakeError::Conflict {
+                    field: format!("expenses[{index}].id"),
+                    expense_id: approved.id(),
+                });
             }
         }
     }

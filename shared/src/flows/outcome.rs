@@ -10,9 +10,14 @@ use crate::store::Store;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Recorded {
-    Finished { synced: usize, failed: usize },
+    Finished {
+        synced: usize,
+        failed: usize,
+    },
     /// Some transactions have no final status yet: the sync stays open for the sweep.
-    StillRunning { waiting: usize },
+    StillRunning {
+        waiting: usize,
+    },
     AlreadyFinished,
     /// Not a sync this deployment started (another system on the same Codat client).
     UnknownSync,
@@ -65,7 +70,9 @@ pub async fn record_sync_outcome(
             Some(Ok(id)) => {
                 reported.insert(id, metadata);
             }
-            _ => tracing::warn!(transaction_id = ?metadata.transaction_id, "Codat reported a transaction id that is not ours"),
+            _ => {
+                tracing::warn!(transaction_id = ?metadata.transaction_id, "Codat reported a transaction id that is not ours")
+            }
         }
     }
 
@@ -115,9 +122,15 @@ mod tests {
 
     #[test]
     fn statuses_map_to_expense_events() {
-        assert_eq!(event_for(&metadata("Completed", Some(IntegrationType::Expenses))), Some(Event::TransactionCompleted));
+        assert_eq!(
+            event_for(&metadata("Completed", Some(IntegrationType::Expenses))),
+            Some(Event::TransactionCompleted)
+        );
         assert_eq!(event_for(&metadata("Completed", None)), Some(Event::TransactionCompleted));
-        assert!(matches!(event_for(&metadata("Completed", Some(IntegrationType::Bankfeeds))), Some(Event::TransactionFailed(_))));
+        assert!(matches!(
+            event_for(&metadata("Completed", Some(IntegrationType::Bankfeeds))),
+            Some(Event::TransactionFailed(_))
+        ));
         assert_eq!(event_for(&metadata("Pending", None)), None);
         assert_eq!(event_for(&metadata("Unknown", None)), None);
         let Some(Event::TransactionFailed(failure)) = event_for(&metadata("ValidationError", None)) else { panic!() };

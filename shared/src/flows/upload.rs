@@ -10,11 +10,19 @@ use crate::store::Store;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Uploaded {
-    Done { attachment_id: String },
+    Done {
+        attachment_id: String,
+    },
     /// Not ours to do: already uploaded, being uploaded elsewhere, or not synced.
-    Skipped { status: Status },
-    Rejected { reason: String },
-    Unconfirmed { reason: String },
+    Skipped {
+        status: Status,
+    },
+    Rejected {
+        reason: String,
+    },
+    Unconfirmed {
+        reason: String,
+    },
 }
 
 pub async fn upload_receipt(
@@ -52,9 +60,8 @@ pub async fn upload_receipt(
     }
 
     let receipt = &expense.receipt;
-    let result = codat
-        .upload_attachment(company, sync_id, expense_id, &receipt.file_name, &receipt.content_type, &bytes)
-        .await;
+    let result =
+        codat.upload_attachment(company, sync_id, expense_id, &receipt.file_name, &receipt.content_type, &bytes).await;
     match result {
         Ok(attachment) => {
             let attachment_id = attachment.id.unwrap_or_default();

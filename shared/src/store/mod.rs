@@ -98,7 +98,11 @@ fn to_attribute<T: Serialize>(value: &T) -> AttributeValue {
 }
 
 /// Serializes a record and adds its keys and kind.
-fn item<T: Serialize>(record: &T, keys: HashMap<String, AttributeValue>, kind: &str) -> HashMap<String, AttributeValue> {
+fn item<T: Serialize>(
+    record: &T,
+    keys: HashMap<String, AttributeValue>,
+    kind: &str,
+) -> HashMap<String, AttributeValue> {
     let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(record).expect("domain values serialize");
     item.extend(keys);
     item.insert("kind".into(), s(kind));
@@ -164,13 +168,8 @@ impl Store {
                     .consistent_read(true)
                     .build()
                     .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(dynamo)?;
+                let out =
+                    self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(dynamo)?;
                 for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
                     found.push(from_item(item)?);
                 }
@@ -224,10 +223,9 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Err(StoreError::Conflict(format!(
-                "expense {} is no longer {}",
-                expense.expense_id, transition.from
-            ))),
+            Err(err) if is_condition_failure(&err) => {
+                Err(StoreError::Conflict(format!("expense {} is no longer {}", expense.expense_id, transition.from)))
+            }
             Err(err) => Err(dynamo(err)),
         }
     }
@@ -287,18 +285,20 @@ impl Store {
     /// Companies that have a dataset waiting for a sync (from the sparse sweep index).
     pub async fn companies_with_pending_datasets(&self) -> Result<Vec<CompanyId>, StoreError> {
         let items = self.sweep(SWEEP_PENDING_DATASET, None).await?;
-        let mut companies: Vec<CompanyId> = items
-            .into_iter()
-            .map(from_item::<Dataset>)
-            .map(|d| d.map(|d| d.company_id))
-            .collect::<Result<_, _>>()?;
+        let mut companies: Vec<CompanyId> =
+            items.into_iter().map(from_item::<Dataset>).map(|d| d.map(|d| d.company_id)).collect::<Result<_, _>>()?;
         companies.sort();
         companies.dedup();
         Ok(companies)
     }
 
     /// Marks datasets Codat refused to sync, and releases the lock the initiation held.
-    pub async fn reject_datasets(&self, company: CompanyId, datasets: &[DatasetId], token: Uuid) -> Result<(), StoreError> {
+    pub async fn reject_datasets(
+        &self,
+        company: CompanyId,
+        datasets: &[DatasetId],
+        token: Uuid,
+    ) -> Result<(), StoreError> {
         let mut items: Vec<TransactWriteItem> = datasets
             .iter()
             .map(|dataset| {
@@ -327,7 +327,12 @@ impl Store {
     /// Takes the company's sync lock for an initiation, unless it is held and not expired.
     pub async fn acquire_lock(&self, company: CompanyId, token: Uuid, lease: Duration) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let lock = SyncLock { company_id: company, holder: LockHolder::Initiation(token), acquired_at: now, expires_at: now + lease };
+        let lock = SyncLock {
+            company_id: company,
+            holder: LockHolder::Initiation(token),
+            acquired_at: now,
+            expires_at: now + lease,
+        };
         self.count(1);
         let result = self
             .client
@@ -415,7 +420,10 @@ impl Store {
                         .condition_expression("holder = :token")
                         .expression_attribute_values(":sync", to_attribute(&LockHolder::Sync(sync.sync_id)))
                         .expression_attribute_values(":token", to_attribute(&LockHolder::Initiation(token)))
-                        .expression_attribute_values(":expires", AttributeValue::N((now + lease).timestamp().to_string()))
+                        .expression_attribute_values(
+                            ":expires",
+                            AttributeValue::N((now + lease).timestamp().to_string()),
+                        )
                         .build()
                         .expect("update is complete"),
                 )
@@ -554,7 +562,11 @@ impl Store {
         }
     }
 
-    async fn sweep(&self, partition: &str, before: Option<String>) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    async fn sweep(
+        &self,
+        partition: &str,
+        before: Option<String>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut results = Vec::new();
         let mut start = None;
         loop {
@@ -633,7 +645,12 @@ impl ExpenseUpdate {
     }
 }
 
-fn expense_update(company: CompanyId, expense: ExpenseId, transition: &Transition, now: DateTime<Utc>) -> ExpenseUpdate {
+fn expense_update(
+    company: CompanyId,
+    expense: ExpenseId,
+    transition: &Transition,
+    now: DateTime<Utc>,
+) -> ExpenseUpdate {
     let mut set = vec!["#status = :to", "updatedAt = :now"];
     let mut remove: Vec<&str> = Vec::new();
     let mut values = HashMap::from([

@@ -1,0 +1,166 @@
+//! The DynamoDB store against moto server (the table `local/devenv.py test` creates from
+//! template.yaml). Each test uses its own company, so tests share the table safely.
+#![cfg(feature = "store")]
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use expense_sync::codat::ExpenseTransaction;
+use expense_sync::domain::*;
+use expense_sync::store::{Store, StoreError};
+use uuid::Uuid;
+
+async fn store() -> Store {
+    let config = expense_sync::aws::sdk_config().await;
+    Store::from_env(&config).expect("TABLE_NAME: run `local/devenv.py test`")
+}
+
+fn expense(company: CompanyId) -> Expense {
+    let id = ExpenseId::random();
+    let transaction: ExpenseTransaction = serde_json::from_value(serde_json::json!({
+        "id": id, "type": "Payment", "issueDate": "2024-05-21T00:00:00Z", "currency": "GBP",
+        "lines": [{"netAmount": 10.5, "taxAmount": 2.1, "accountRef": {"id": "42"}}]
+    }))
+    .unwrap();
+    Expense {
+        company_id: company,
+        expense_id: id,
+        status: Status::Approved,
+        transaction,
+        receipt: ReceiptRef {
+            key: format!("receipts/{company}/{id}"),
+            file_name: "taxi.png".into(),
+            content_type: "image/png".into(),
+            size: 3,
+            sha256: "abc".into(),
+        },
+        fingerprint: "f".into(),
+        dataset_id: None,
+        sync_id: None,
+        attachment_id: None,
+        failure: None,
+        approved_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn an_expense_round_trips_and_is_created_once() {
+    let store = store().await;
+    let e = expense(CompanyId::random());
+    let first = store.insert_expenses(std::slice::from_ref(&e)).await.unwrap();
+    assert_eq!(first.created, vec![e.expense_id]);
+    let again = store.insert_expenses(std::slice::from_ref(&e)).await.unwrap();
+    assert_eq!(again.existing, vec![e.expense_id]);
+    let stored = store.get_expense(e.company_id, e.expense_id).await.unwrap().unwrap();
+    assert_eq!(stored, Expense { approved_at: stored.approved_at, updated_at: stored.updated_at, ..e.clone() });
+    assert_eq!(stored.transaction.lines[0].net_amount.to_string(), "10.5");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn of_concurrent_claims_exactly_one_wins() {
+    let store = Arc::new(store().await);
+    let e = expense(CompanyId::random());
+    store.insert_expenses(std::slice::from_ref(&e)).await.unwrap();
+    let mut claims = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, e) = (store.clone(), e.clone());
+        claims.spawn(async move { store.apply(&e, &e.transition(Event::SubmissionStarted).unwrap()).await });
+    }
+    let results = claims.join_all().await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StoreError::Conflict(_)))));
+    let stored = store.get_expense(e.company_id, e.expense_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Submitting);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn a_transition_writes_its_fields_and_a_batch_claim_is_all_or_nothing() {
+    let store = store().await;
+    let company = CompanyId::random();
+    let (a, b) = (expense(company), expense(company));
+    store.insert_expenses(&[a.clone(), b.clone()]).await.unwrap();
+    // b is claimed elsewhere first: claiming both together must change neither.
+    store.apply(&b, &b.transition(Event::SubmissionStarted).unwrap()).await.unwrap();
+    let claims =
+        [(&a, a.transition(Event::SubmissionStarted).unwrap()), (&b, b.transition(Event::SubmissionStarted).unwrap())];
+    assert!(matches!(store.apply_all(&claims).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_expense(company, a.expense_id).await.unwrap().unwrap().status, Status::Approved);
+
+    let mut b = store.get_expense(company, b.expense_id).await.unwrap().unwrap();
+    let failure = Failure::new(Stage::Submission, "Codat refused: currency");
+    let t = b.transition(Event::SubmissionRejected(failure.clone())).unwrap();
+    store.apply(&b, &t).await.unwrap();
+    b.apply(&t, Utc::now());
+    let stored = store.get_expense(company, b.expense_id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.failure), (Status::Failed, Some(failure)));
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn the_sync_lock_admits_one_holder_until_released_or_expired() {
+    let store = store().await;
+    let company = CompanyId::random();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(store.acquire_lock(company, first, Duration::minutes(5)).await.unwrap());
+    assert!(!store.acquire_lock(company, second, Duration::minutes(5)).await.unwrap());
+    assert!(!store.release_lock(company, LockHolder::Initiation(second)).await.unwrap(), "not the holder");
+    assert!(store.release_lock(company, LockHolder::Initiation(first)).await.unwrap());
+    // A holder that died leaves a lease that runs out.
+    assert!(store.acquire_lock(company, first, Duration::seconds(-1)).await.unwrap());
+    assert!(store.acquire_lock(company, second, Duration::minutes(5)).await.unwrap());
+    assert_eq!(store.get_lock(company).await.unwrap().unwrap().holder, LockHolder::Initiation(second));
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn datasets_move_from_pending_into_one_sync_and_the_sync_finishes_once() {
+    let store = store().await;
+    let company = CompanyId::random();
+    let e = expense(company);
+    store.insert_expenses(std::slice::from_ref(&e)).await.unwrap();
+    let claim = e.transition(Event::SubmissionStarted).unwrap();
+    store.apply(&e, &claim).await.unwrap();
+    let mut e = e;
+    e.apply(&claim, Utc::now());
+    let dataset = Dataset {
+        company_id: company,
+        dataset_id: DatasetId::random(),
+        expense_ids: vec![e.expense_id],
+        status: DatasetStatus::Pending,
+        sync_id: None,
+        created_at: Utc::now(),
+    };
+    let created = e.transition(Event::DatasetCreated { dataset_id: dataset.dataset_id }).unwrap();
+    store.record_dataset(&dataset, &[(&e, created)]).await.unwrap();
+    assert_eq!(store.pending_datasets(company).await.unwrap(), vec![dataset.clone()]);
+    assert!(store.companies_with_pending_datasets().await.unwrap().contains(&company));
+
+    let token = Uuid::new_v4();
+    assert!(store.acquire_lock(company, token, Duration::minutes(5)).await.unwrap());
+    let sync = Sync {
+        company_id: company,
+        sync_id: SyncId::random(),
+        dataset_ids: vec![dataset.dataset_id],
+        expense_ids: vec![e.expense_id],
+        state: SyncState::Running,
+        started_at: Utc::now() - Duration::minutes(10),
+        finished_at: None,
+    };
+    store.start_sync(&sync, token, Duration::hours(1)).await.unwrap();
+    assert!(store.pending_datasets(company).await.unwrap().is_empty());
+    assert!(!store.companies_with_pending_datasets().await.unwrap().contains(&company));
+    assert_eq!(store.get_lock(company).await.unwrap().unwrap().holder, LockHolder::Sync(sync.sync_id));
+    // The same datasets cannot go into a second sync.
+    let second = Sync { sync_id: SyncId::random(), ..sync.clone() };
+    assert!(store.acquire_lock(company, token, Duration::seconds(-1)).await.is_ok());
+    assert!(store.start_sync(&second, token, Duration::hours(1)).await.is_err());
+
+    assert!(store.running_syncs(Utc::now()).await.unwrap().iter().any(|s| s.sync_id == sync.sync_id));
+    assert!(store.finish_sync(company, sync.sync_id).await.unwrap());
+    assert!(!store.finish_sync(company, sync.sync_id).await.unwrap(), "a second finish is a no-op");
+    assert!(!store.running_syncs(Utc::now()).await.unwrap().iter().any(|s| s.sync_id == sync.sync_id));
+}
