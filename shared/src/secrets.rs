@@ -3,6 +3,16 @@
 //! `NAME_SECRET_ARN` names a Secrets Manager secret (deployed); otherwise `NAME` itself holds
 //! the value (local runs and tests).
 
+/// The Codat client: `CODAT_BASE_URL` and the API key (`CODAT_API_KEY` or its secret).
+#[cfg(feature = "codat")]
+pub async fn codat_client(
+    config: &aws_config::SdkConfig,
+    retry_budget: std::time::Duration,
+) -> Result<crate::codat::CodatClient, String> {
+    let api_key = resolve(config, "CODAT_API_KEY").await?;
+    crate::codat::CodatClient::from_env(&api_key, retry_budget)
+}
+
 /// Resolves the credential `name` (e.g. `CODAT_API_KEY`).
 pub async fn resolve(#[allow(unused_variables)] config: &aws_config::SdkConfig, name: &str) -> Result<String, String> {
     if let Ok(arn) = std::env::var(format!("{name}_SECRET_ARN")) {

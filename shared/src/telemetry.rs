@@ -19,3 +19,30 @@ pub fn init() {
         .with_ansi(false)
         .init();
 }
+
+/// Requests one invocation sent, from the clients' own counters: logged once per invocation
+/// (the benchmarks add these up per expense).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub dynamodb_requests: u64,
+    pub codat_calls: u64,
+}
+
+/// Runs one invocation's work and logs what it used, from `usage` read before and after.
+pub async fn metered<T>(usage: impl Fn() -> Usage, work: impl std::future::Future<Output = T>) -> T {
+    let before = usage();
+    let output = work.await;
+    usage().log_since(before);
+    output
+}
+
+impl Usage {
+    /// Logs what was used since `before`.
+    pub fn log_since(self, before: Usage) {
+        tracing::info!(
+            dynamodb_requests = self.dynamodb_requests - before.dynamodb_requests,
+            codat_calls = self.codat_calls - before.codat_calls,
+            "invocation usage"
+        );
+    }
+}

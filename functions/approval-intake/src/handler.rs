@@ -1,10 +1,14 @@
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::{ApprovalBatch, CompanyId, Expense, Status};
-use expense_sync::edge::{json, problem, segment_after};
+use expense_sync::edge::{json, problem, APPROVE_EXPENSES};
 use expense_sync::flows::intake::{approve, IntakeError};
 use expense_sync::receipts::ReceiptStore;
+use expense_sync::secrets::codat_client;
 use expense_sync::store::Store;
-use lambda_http::http::{Method, Response, StatusCode};
+use expense_sync::telemetry::{metered, Usage};
+use std::time::Duration;
+
+use lambda_http::http::{Response, StatusCode};
 use lambda_http::{Error, Request, RequestExt};
 use serde_json::json as value;
 use tracing::Instrument;
@@ -15,17 +19,31 @@ pub struct Services {
     pub codat: CodatClient,
 }
 
-pub async fn handle(services: &Services, request: Request) -> Result<Response<String>, Error> {
-    if request.method() != Method::POST {
-        return Ok(problem(StatusCode::METHOD_NOT_ALLOWED, "method", None, "use POST"));
+impl Services {
+    fn usage(&self) -> Usage {
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: self.codat.calls_made() }
     }
-    let params = request.path_parameters();
-    let raw_company = params
-        .first("companyId")
-        .map(String::from)
-        .or_else(|| segment_after(request.uri().path(), "companies").map(String::from))
-        .unwrap_or_default();
-    let Ok(company) = raw_company.parse::<CompanyId>() else {
+
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = expense_sync::aws::sdk_config().await;
+        Ok(Self {
+            store: Store::from_env(&config)?,
+            receipts: ReceiptStore::from_env(&config)?,
+            // API Gateway gives up after 30 s: leave room to record the outcome.
+            codat: codat_client(&config, Duration::from_secs(15)).await?,
+        })
+    }
+}
+
+pub async fn handle(services: &Services, request: Request) -> Result<Response<String>, Error> {
+    metered(|| services.usage(), handle_event(services, request)).await
+}
+
+async fn handle_event(services: &Services, request: Request) -> Result<Response<String>, Error> {
+    if let Some(refusal) = APPROVE_EXPENSES.refuse_method(request.method()) {
+        return Ok(refusal);
+    }
+    let Ok(company) = path_parameter(&request, "companyId").parse::<CompanyId>() else {
         return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));
     };
     let batch = match ApprovalBatch::parse(company, request.body().as_ref()) {
@@ -54,6 +72,14 @@ pub async fn handle(services: &Services, request: Request) -> Result<Response<St
     })
 }
 
+/// API Gateway's path parameter, or (function URLs) the matching path segment.
+fn path_parameter(request: &Request, name: &str) -> String {
+    let from_gateway = request.path_parameters().first(name).map(String::from);
+    from_gateway
+        .or_else(|| APPROVE_EXPENSES.parameter(request.uri().path(), name).map(String::from))
+        .unwrap_or_default()
+}
+
 /// 202 when every expense is on its way; otherwise the status says what went wrong and each
 /// expense says how it stands.
 fn answer(company: CompanyId, expenses: &[Expense]) -> Response<String> {
@@ -72,4 +98,40 @@ fn answer(company: CompanyId, expenses: &[Expense]) -> Response<String> {
     };
     let views: Vec<_> = expenses.iter().map(Expense::view).collect();
     json(status, &value!({"companyId": company, "expenses": views, "note": note}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+        lambda_http::request::from_str(&e2e::fixture(name, edit).to_string()).expect("an API Gateway HTTP API event")
+    }
+
+    fn body(response: &Response<String>) -> serde_json::Value {
+        serde_json::from_str(response.body()).unwrap()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn a_base64_encoded_http_api_request_is_approved() {
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, fixture("apigw-v2-approve-base64.json", |_| {})).await.unwrap();
+        assert_eq!(response.status(), 202, "{}", response.body());
+        let answer = body(&response);
+        assert_eq!(answer["expenses"][0]["expenseId"], "0b8f5c9e-3d41-4c8e-9a57-2f6d1e4b7a01");
+        assert_eq!(answer["expenses"][0]["receipt"]["contentType"], "image/png");
+        // The same event again (an API Gateway or client retry) is a replay, not a new expense.
+        let again = handle(&services, fixture("apigw-v2-approve-base64.json", |_| {})).await.unwrap();
+        assert_eq!(again.status(), 202, "{}", again.body());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn an_invalid_field_is_named() {
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, fixture("apigw-v2-approve-invalid.json", |_| {})).await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(body(&response)["field"], "expenses[0].currency");
+    }
 }

@@ -1,10 +1,14 @@
+use std::time::Duration;
+
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::Status;
 use expense_sync::flows::upload::{upload_receipt, Uploaded};
 use expense_sync::receipts::ReceiptStore;
+use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
+use expense_sync::telemetry::{metered, Usage};
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::Instrument;
 
@@ -14,9 +18,28 @@ pub struct Services {
     pub codat: CodatClient,
 }
 
+impl Services {
+    fn usage(&self) -> Usage {
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: self.codat.calls_made() }
+    }
+
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = expense_sync::aws::sdk_config().await;
+        Ok(Self {
+            store: Store::from_env(&config)?,
+            receipts: ReceiptStore::from_env(&config)?,
+            codat: codat_client(&config, Duration::from_secs(20)).await?,
+        })
+    }
+}
+
 /// Uploads the receipt of every expense that just became `synced`. Only the records that
 /// failed in a retryable way are reported, so the others are not replayed.
 pub async fn handle(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
+    metered(|| services.usage(), handle_event(services, event)).await
+}
+
+async fn handle_event(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
     let mut failures = Vec::new();
     for record in event.payload.records {
         let keys: ItemKeys = serde_dynamo::from_item(record.change.new_image).unwrap_or_default();
@@ -47,4 +70,32 @@ pub async fn handle(services: &Services, event: LambdaEvent<StreamEvent>) -> Res
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<T: serde::de::DeserializeOwned>(name: &str) -> LambdaEvent<T> {
+        let payload = serde_json::from_value(e2e::fixture(name, |_| {})).expect("the event type");
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn a_synced_record_with_unknown_attributes_is_handled_and_reported_by_sequence_number() {
+        // The expense the record names does not exist: that one record is reported failed.
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, event("dynamodb-stream-expense-synced.json")).await.unwrap();
+        let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        assert_eq!(failed, vec![Some("4421584500000000017450439092".to_string())]);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn records_that_are_not_synced_expenses_are_skipped() {
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, event("example-dynamodb-event.json")).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
 }

@@ -3,22 +3,12 @@
 
 mod handler;
 
-use std::time::Duration;
-
-use expense_sync::codat::CodatClient;
-use expense_sync::receipts::ReceiptStore;
-use expense_sync::store::Store;
 use lambda_runtime::{run, service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     expense_sync::telemetry::init();
-    let config = expense_sync::aws::sdk_config().await;
-    let api_key = expense_sync::secrets::resolve(&config, "CODAT_API_KEY").await?;
-    let services = handler::Services {
-        store: Store::from_env(&config)?,
-        receipts: ReceiptStore::from_env(&config)?,
-        codat: CodatClient::from_env(&api_key, Duration::from_secs(20))?,
-    };
+    // Clients and credentials are built once per cold start and shared by every invocation.
+    let services = handler::Services::from_env().await?;
     run(service_fn(|event| handler::handle(&services, event))).await
 }

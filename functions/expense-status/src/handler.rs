@@ -1,29 +1,46 @@
 use expense_sync::domain::{CompanyId, ExpenseId};
-use expense_sync::edge::{json, problem, segment_after};
+use expense_sync::edge::{json, problem, EXPENSE_STATUS};
 use expense_sync::store::Store;
-use lambda_http::http::{Method, Response, StatusCode};
+use expense_sync::telemetry::{metered, Usage};
+use lambda_http::http::{Response, StatusCode};
 use lambda_http::{Error, Request, RequestExt};
 
-pub async fn handle(store: &Store, request: Request) -> Result<Response<String>, Error> {
-    if request.method() != Method::GET {
-        return Ok(problem(StatusCode::METHOD_NOT_ALLOWED, "method", None, "use GET"));
+pub struct Services {
+    pub store: Store,
+}
+
+impl Services {
+    fn usage(&self) -> Usage {
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: 0 }
     }
-    let params = request.path_parameters();
-    let path = request.uri().path();
-    let param = |name: &str, segment: &str| {
-        params
-            .first(name)
-            .map(String::from)
-            .or_else(|| segment_after(path, segment).map(String::from))
+
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = expense_sync::aws::sdk_config().await;
+        Ok(Self { store: Store::from_env(&config)? })
+    }
+}
+
+pub async fn handle(services: &Services, request: Request) -> Result<Response<String>, Error> {
+    metered(|| services.usage(), handle_event(services, request)).await
+}
+
+async fn handle_event(services: &Services, request: Request) -> Result<Response<String>, Error> {
+    if let Some(refusal) = EXPENSE_STATUS.refuse_method(request.method()) {
+        return Ok(refusal);
+    }
+    let parameter = |name: &str| {
+        let from_gateway = request.path_parameters().first(name).map(String::from);
+        from_gateway
+            .or_else(|| EXPENSE_STATUS.parameter(request.uri().path(), name).map(String::from))
             .unwrap_or_default()
     };
-    let Ok(company) = param("companyId", "companies").parse::<CompanyId>() else {
+    let Ok(company) = parameter("companyId").parse::<CompanyId>() else {
         return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));
     };
-    let Ok(expense) = param("expenseId", "expenses").parse::<ExpenseId>() else {
+    let Ok(expense) = parameter("expenseId").parse::<ExpenseId>() else {
         return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("expenseId"), "must be a UUID"));
     };
-    Ok(match store.get_expense(company, expense).await {
+    Ok(match services.store.get_expense(company, expense).await {
         Ok(Some(expense)) => json(StatusCode::OK, &expense.view()),
         Ok(None) => problem(StatusCode::NOT_FOUND, "notFound", Some("expenseId"), "no such expense for this company"),
         Err(err) => {
@@ -31,4 +48,36 @@ pub async fn handle(store: &Store, request: Request) -> Result<Response<String>,
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, "the expense could not be read; try again")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+        lambda_http::request::from_str(&e2e::fixture(name, edit).to_string()).expect("an API Gateway HTTP API event")
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn status_requests_as_api_gateway_sends_them() {
+        let services = Services::from_env().await.unwrap();
+        // An expense nobody approved (the approval fixture test approves the fixture's own id).
+        let nobody = "9f0c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f";
+        let unknown = handle(
+            &services,
+            fixture("apigw-v2-expense-status.json", |e| e["pathParameters"]["expenseId"] = nobody.into()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(unknown.status(), 404, "{}", unknown.body());
+        let bad = handle(
+            &services,
+            fixture("apigw-v2-expense-status.json", |e| e["pathParameters"]["expenseId"] = "nope".into()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(bad.status(), 400);
+        assert!(bad.body().contains("expenseId"));
+    }
 }

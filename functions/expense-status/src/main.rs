@@ -3,13 +3,12 @@
 
 mod handler;
 
-use expense_sync::store::Store;
 use lambda_http::{run, service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     expense_sync::telemetry::init();
-    let config = expense_sync::aws::sdk_config().await;
-    let store = Store::from_env(&config)?;
-    run(service_fn(|request| handler::handle(&store, request))).await
+    // Clients and credentials are built once per cold start and shared by every invocation.
+    let services = handler::Services::from_env().await?;
+    run(service_fn(|event| handler::handle(&services, event))).await
 }

@@ -1,10 +1,14 @@
+use std::time::Duration;
+
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::CompanyId;
 use expense_sync::flows::initiate::initiate_sync;
 use expense_sync::flows::sweep::sweep;
+use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
+use expense_sync::telemetry::{metered, Usage};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
@@ -16,8 +20,30 @@ pub struct Services {
     pub poll_after: chrono::Duration,
 }
 
+impl Services {
+    fn usage(&self) -> Usage {
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: self.codat.calls_made() }
+    }
+
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = expense_sync::aws::sdk_config().await;
+        Ok(Self {
+            store: Store::from_env(&config)?,
+            codat: codat_client(&config, Duration::from_secs(20)).await?,
+            poll_after: match std::env::var("SWEEP_POLL_AFTER_SECONDS") {
+                Ok(seconds) => chrono::Duration::seconds(seconds.parse()?),
+                Err(_) => expense_sync::flows::sweep::POLL_AFTER,
+            },
+        })
+    }
+}
+
 /// A stream batch (`Records`) or a scheduled event (anything else).
 pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    metered(|| services.usage(), handle_event(services, event)).await
+}
+
+async fn handle_event(services: &Services, event: LambdaEvent<Value>) -> Result<Value, Error> {
     if event.payload.get("Records").is_some() {
         let stream: StreamEvent = serde_json::from_value(event.payload)?;
         let response = on_stream(services, stream).await;
@@ -64,4 +90,31 @@ async fn on_stream(services: &Services, event: StreamEvent) -> DynamoDbEventResp
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<T: serde::de::DeserializeOwned>(name: &str) -> LambdaEvent<T> {
+        let payload = serde_json::from_value(e2e::fixture(name, |_| {})).expect("the event type");
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn the_eventbridge_schedule_runs_the_sweep() {
+        let services = Services::from_env().await.unwrap();
+        let report = handle(&services, event("example-eventbridge-schedule.json")).await.unwrap();
+        assert!(report.get("syncsStarted").is_some() && report["errors"].as_array().is_some(), "{report}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn stream_records_of_other_items_fail_nothing() {
+        // AWS's sample stream event: keys and attributes this table never writes.
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, event("example-dynamodb-event.json")).await.unwrap();
+        assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{response}");
+    }
 }

@@ -1,10 +1,13 @@
 use expense_sync::codat::CodatClient;
-use expense_sync::edge::{json, problem};
+use expense_sync::edge::{json, problem, CODAT_WEBHOOK};
 use expense_sync::flows::outcome::record_sync_outcome;
 use expense_sync::flows::FlowError;
 use expense_sync::store::Store;
+use expense_sync::telemetry::{metered, Usage};
 use expense_sync::webhook::{WebhookError, WebhookVerifier};
-use lambda_http::http::{Method, Response, StatusCode};
+use std::time::Duration;
+
+use lambda_http::http::{Response, StatusCode};
 use lambda_http::{Error, Request};
 use serde_json::json as value;
 use tracing::Instrument;
@@ -15,9 +18,32 @@ pub struct Services {
     pub verifier: WebhookVerifier,
 }
 
+impl Services {
+    fn usage(&self) -> Usage {
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: self.codat.calls_made() }
+    }
+
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = expense_sync::aws::sdk_config().await;
+        let secret = |name| expense_sync::secrets::resolve(&config, name);
+        let signing_secret = secret("CODAT_WEBHOOK_SECRET").await.ok();
+        let legacy_authorization = secret("CODAT_LEGACY_WEBHOOK_AUTHORIZATION").await.ok();
+        Ok(Self {
+            store: Store::from_env(&config)?,
+            // Codat waits 15 s for an answer: a slow Codat makes us answer 503 and Codat redelivers.
+            codat: expense_sync::secrets::codat_client(&config, Duration::from_secs(8)).await?,
+            verifier: WebhookVerifier::new(signing_secret.as_deref(), legacy_authorization.as_deref())?,
+        })
+    }
+}
+
 pub async fn handle(services: &Services, request: Request) -> Result<Response<String>, Error> {
-    if request.method() != Method::POST {
-        return Ok(problem(StatusCode::METHOD_NOT_ALLOWED, "method", None, "use POST"));
+    metered(|| services.usage(), handle_event(services, request)).await
+}
+
+async fn handle_event(services: &Services, request: Request) -> Result<Response<String>, Error> {
+    if let Some(refusal) = CODAT_WEBHOOK.refuse_method(request.method()) {
+        return Ok(refusal);
     }
     // Authenticate the raw bytes before anything reads them.
     let delivery = match services.verifier.verify(request.headers(), request.body().as_ref()) {
@@ -69,4 +95,49 @@ pub async fn handle(services: &Services, request: Request) -> Result<Response<St
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+        lambda_http::request::from_str(&e2e::fixture(name, edit).to_string()).expect("an API Gateway HTTP API event")
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn a_stale_signature_is_refused() {
+        let services = Services::from_env().await.unwrap();
+        let response = handle(&services, fixture("apigw-v2-webhook.json", |_| {})).await.unwrap();
+        assert_eq!(response.status(), 401, "{}", response.body());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the local environment: run `local/devenv.py test`"]
+    async fn a_freshly_signed_delivery_is_processed_and_deduplicated() {
+        let services = Services::from_env().await.unwrap();
+        let secret = std::env::var("CODAT_WEBHOOK_SECRET").unwrap();
+        let id = format!("msg_{}", uuid_like());
+        let request = fixture("apigw-v2-webhook.json", |event| {
+            let body = event["body"].as_str().unwrap().to_string();
+            let now = chrono_now();
+            let signature = svix::webhooks::Webhook::new(&secret).unwrap().sign(&id, now, body.as_bytes()).unwrap();
+            event["headers"]["webhook-id"] = id.clone().into();
+            event["headers"]["webhook-timestamp"] = now.to_string().into();
+            event["headers"]["webhook-signature"] = signature.into();
+        });
+        let first = handle(&services, request).await.unwrap();
+        assert_eq!(first.status(), 200, "{}", first.body());
+        // Not a sync this deployment started: acknowledged, nothing recorded.
+        assert!(first.body().contains("UnknownSync"), "{}", first.body());
+    }
+
+    fn chrono_now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    fn uuid_like() -> String {
+        format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    }
 }

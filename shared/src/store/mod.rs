@@ -301,25 +301,34 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut items: Vec<TransactWriteItem> = datasets
             .iter()
-            .map(|dataset| {
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(dataset_key(company, *dataset)))
-                            .update_expression("SET #status = :rejected REMOVE sweepPk, sweepSk")
-                            .condition_expression("#status = :pending")
-                            .expression_attribute_names("#status", "status")
-                            .expression_attribute_values(":rejected", to_attribute(&DatasetStatus::Rejected))
-                            .expression_attribute_values(":pending", to_attribute(&DatasetStatus::Pending))
-                            .build()
-                            .expect("update is complete"),
-                    )
-                    .build()
-            })
+            .map(|dataset| self.leave_pending(company, *dataset, DatasetStatus::Rejected, None))
             .collect();
         items.push(self.release_lock_item(company, LockHolder::Initiation(token)));
         self.transact(items).await
+    }
+
+    /// Moves a dataset out of `pending` (and out of the sweep index), if it still is pending.
+    fn leave_pending(
+        &self,
+        company: CompanyId,
+        dataset: DatasetId,
+        to: DatasetStatus,
+        sync: Option<SyncId>,
+    ) -> TransactWriteItem {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(dataset_key(company, dataset)))
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", to_attribute(&to))
+            .expression_attribute_values(":pending", to_attribute(&DatasetStatus::Pending));
+        update = match sync {
+            Some(sync) => update
+                .update_expression("SET #status = :to, syncId = :sync REMOVE sweepPk, sweepSk")
+                .expression_attribute_values(":sync", to_attribute(&sync)),
+            None => update.update_expression("SET #status = :to REMOVE sweepPk, sweepSk"),
+        };
+        TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
     }
 
     // ---- the per-company sync lock ----
@@ -429,25 +438,11 @@ impl Store {
                 )
                 .build(),
         ];
-        for dataset in &sync.dataset_ids {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(dataset_key(company, *dataset)))
-                            .update_expression("SET #status = :syncing, syncId = :sync REMOVE sweepPk, sweepSk")
-                            .condition_expression("#status = :pending")
-                            .expression_attribute_names("#status", "status")
-                            .expression_attribute_values(":syncing", to_attribute(&DatasetStatus::Syncing))
-                            .expression_attribute_values(":pending", to_attribute(&DatasetStatus::Pending))
-                            .expression_attribute_values(":sync", to_attribute(&sync.sync_id))
-                            .build()
-                            .expect("update is complete"),
-                    )
-                    .build(),
-            );
-        }
+        items.extend(
+            sync.dataset_ids
+                .iter()
+                .map(|dataset| self.leave_pending(company, *dataset, DatasetStatus::Syncing, Some(sync.sync_id))),
+        );
         self.transact(items).await
     }
 
