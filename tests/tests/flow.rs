@@ -166,3 +166,24 @@ async fn a_lost_upload_answer_is_not_repeated_but_reported() {
     let tries = calls.iter().filter(|c| c.path.ends_with(&format!("{first}/attachments"))).count();
     assert_eq!(tries, 1, "an upload whose answer was lost is never repeated");
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn expenses_approved_while_codat_is_down_are_submitted_by_the_sweep() {
+    let stack = Stack::from_env();
+    let approval = stack.sample_approval();
+    let company = approval.company.clone();
+    // Codat answers 503 long enough for intake's retry budget (15 s, 7 attempts) to run out.
+    let path_contains = format!("{company}/sync/expenses/data/expense-transactions");
+    stack.inject_fault(json!({"pathContains": path_contains, "method": "POST", "status": 503, "times": 7})).await;
+    let (status, answer) = stack.approve(&company, &approval.body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["expenses"].as_array().unwrap().iter().all(|e| e["status"] == "approved"), "{answer}");
+
+    let views = stack.settle(&company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+    let items = dataset_items(&stack.codat_calls(&company).await);
+    for id in approval.ids() {
+        assert_eq!(count(&items, &id), 1);
+    }
+}

@@ -2,11 +2,9 @@
 
 use chrono::Utc;
 
-use super::failure_from;
-use crate::codat::{CodatClient, CodatError};
-use crate::domain::{
-    ApprovalBatch, Dataset, DatasetStatus, Event, Expense, ExpenseId, Stage, Status, MAX_DATASET_ITEMS,
-};
+use super::submit::submit_approved;
+use crate::codat::CodatClient;
+use crate::domain::{ApprovalBatch, Expense, ExpenseId, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::{Store, StoreError};
 
@@ -80,72 +78,6 @@ fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), I
                     field: format!("expenses[{index}].id"),
                     expense_id: approved.id(),
                 });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Posts every still-`approved` expense among `ids` to Codat, in datasets of at most 50.
-/// Each expense is claimed (`submitting`) before the post, so no two invocations post it.
-pub async fn submit_approved(
-    store: &Store,
-    codat: &CodatClient,
-    company: crate::domain::CompanyId,
-    ids: &[ExpenseId],
-) -> Result<(), StoreError> {
-    let expenses = store.get_expenses(company, ids).await?;
-    let approved: Vec<&Expense> = expenses.iter().filter(|e| e.status == Status::Approved).collect();
-    for chunk in approved.chunks(MAX_DATASET_ITEMS) {
-        let claims: Vec<_> = chunk
-            .iter()
-            .map(|e| (*e, e.transition(Event::SubmissionStarted).expect("approved expenses can be claimed")))
-            .collect();
-        match store.apply_all(&claims).await {
-            Ok(()) => {}
-            // Another invocation claimed some of them: it submits them; a later replay of
-            // this batch reports how they fared.
-            Err(StoreError::Conflict(reason)) => {
-                tracing::info!(%reason, "expenses claimed elsewhere; leaving them to that invocation");
-                continue;
-            }
-            Err(err) => return Err(err),
-        }
-        let claimed: Vec<Expense> = chunk
-            .iter()
-            .map(|e| {
-                let mut e = (*e).clone();
-                e.status = Status::Submitting;
-                e
-            })
-            .collect();
-        let items: Vec<_> = claimed.iter().map(|e| e.transaction.clone()).collect();
-        let outcome = codat.create_expense_dataset(company, &items).await;
-        let event = |result: &Result<crate::domain::DatasetId, CodatError>| match result {
-            Ok(dataset_id) => Event::DatasetCreated { dataset_id: *dataset_id },
-            Err(err @ CodatError::Rejected { .. }) => Event::SubmissionRejected(failure_from(Stage::Submission, err)),
-            Err(CodatError::Unavailable { maybe_applied: false, .. }) => Event::SubmissionAbandoned,
-            Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) => {
-                Event::SubmissionUnconfirmed(failure_from(Stage::Submission, err))
-            }
-        };
-        let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event(&outcome)).expect("claimed"))).collect();
-        match &outcome {
-            Ok(dataset_id) => {
-                tracing::info!(%dataset_id, expenses = claimed.len(), "dataset created");
-                let dataset = Dataset {
-                    company_id: company,
-                    dataset_id: *dataset_id,
-                    expense_ids: claimed.iter().map(|e| e.expense_id).collect(),
-                    status: DatasetStatus::Pending,
-                    sync_id: None,
-                    created_at: Utc::now(),
-                };
-                store.record_dataset(&dataset, &moves).await?;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, expenses = claimed.len(), "dataset not created");
-                store.apply_all(&moves).await?;
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! | step                     | module      | run by                               |
 //! |--------------------------|-------------|--------------------------------------|
-//! | approve & create dataset | [`intake`]  | approval-intake                      |
+//! | approve & create dataset | [`intake`], [`submit`] | approval-intake (and the sweep) |
 //! | initiate sync            | [`initiate`]| sync-initiation (stream + schedule)  |
 //! | check transactions       | [`outcome`] | webhook-receipt, sync-initiation's sweep |
 //! | upload receipt           | [`upload`]  | attachment-upload (stream)           |
@@ -11,6 +11,7 @@ pub mod initiate;
 #[cfg(feature = "receipts")]
 pub mod intake;
 pub mod outcome;
+pub mod submit;
 pub mod sweep;
 #[cfg(feature = "receipts")]
 pub mod upload;

@@ -1,20 +1,32 @@
-//! The schedule's safety net: initiate syncs for datasets nobody picked up, and poll syncs
-//! whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions).
+//! The schedule's safety net, so that a lost event delays an expense but never strands it:
+//! * submit expenses still `approved` (Codat was unavailable when they were approved);
+//! * mark claims whose invocation died (a timeout) `unconfirmed`: whether Codat acted is unknown;
+//! * initiate syncs for datasets nobody picked up;
+//! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions).
 
 use chrono::{Duration, Utc};
 
+use std::collections::BTreeMap;
+
 use super::initiate::{initiate_sync, Initiated};
 use super::outcome::{record_sync_outcome, Recorded};
-use super::FlowError;
+use super::submit::submit_approved;
+use super::{apply_once, FlowError};
 use crate::codat::CodatClient;
+use crate::domain::{CompanyId, Event, ExpenseId, Failure, Stage, Status};
 use crate::store::Store;
 
 /// A webhook normally arrives within seconds; only syncs older than this are polled.
 pub const POLL_AFTER: Duration = Duration::minutes(2);
+/// Longer than any function's timeout (Lambda's maximum is 15 minutes): a claim this old
+/// belongs to an invocation that is gone.
+pub const CLAIM_TIMEOUT: Duration = Duration::minutes(16);
 
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
+    pub expenses_resubmitted: usize,
+    pub claims_expired: usize,
     pub syncs_started: usize,
     pub syncs_polled: usize,
     pub syncs_finished: usize,
@@ -22,7 +34,45 @@ pub struct SweepReport {
 }
 
 pub async fn sweep(store: &Store, codat: &CodatClient, poll_after: Duration) -> Result<SweepReport, FlowError> {
+    sweep_with(store, codat, poll_after, CLAIM_TIMEOUT).await
+}
+
+pub async fn sweep_with(
+    store: &Store,
+    codat: &CodatClient,
+    poll_after: Duration,
+    claim_timeout: Duration,
+) -> Result<SweepReport, FlowError> {
     let mut report = SweepReport::default();
+    let now = Utc::now();
+
+    let mut approved: BTreeMap<CompanyId, Vec<ExpenseId>> = BTreeMap::new();
+    for expense in store.stale_approved_expenses(now - poll_after).await? {
+        approved.entry(expense.company_id).or_default().push(expense.expense_id);
+    }
+    for (company, ids) in approved {
+        match submit_approved(store, codat, company, &ids).await {
+            Ok(()) => report.expenses_resubmitted += ids.len(),
+            Err(err) => report.errors.push(format!("company {company}: {err}")),
+        }
+    }
+
+    for mut expense in store.stale_claimed_expenses(now - claim_timeout).await? {
+        let (stage, event): (Stage, fn(Failure) -> Event) = match expense.status {
+            Status::Submitting => (Stage::Submission, Event::SubmissionUnconfirmed),
+            Status::Uploading => (Stage::Upload, Event::UploadUnconfirmed),
+            _ => continue,
+        };
+        let failure = Failure::new(
+            stage,
+            "the invocation posting it to Codat stopped (timeout or crash) before recording Codat's answer; \
+             check in Codat whether it arrived before retrying",
+        );
+        tracing::warn!(expense_id = %expense.expense_id, status = %expense.status, "abandoned claim");
+        if apply_once(store, &mut expense, event(failure)).await? {
+            report.claims_expired += 1;
+        }
+    }
     for company in store.companies_with_pending_datasets().await? {
         match initiate_sync(store, codat, company).await {
             Ok(Initiated::Started { .. }) => report.syncs_started += 1,

@@ -2,7 +2,8 @@
 //!
 //! | item            | pk             | sk                 | notes                                  |
 //! |-----------------|----------------|--------------------|----------------------------------------|
-//! | expense         | `COMPANY#{c}`  | `EXPENSE#{e}`      | `status` drives the stream triggers    |
+//! | expense         | `COMPANY#{c}`  | `EXPENSE#{e}`      | `status` drives the stream triggers;   |
+//! |                 |                |                    | approved/claimed ones are in `sweep`   |
 //! | dataset         | `COMPANY#{c}`  | `DATASET#{d}`      | pending ones are in the `sweep` index  |
 //! | sync            | `COMPANY#{c}`  | `SYNC#{s}`         | running ones are in the `sweep` index  |
 //! | sync lock       | `COMPANY#{c}`  | `LOCK`             | exists while a sync is initiated/runs  |
@@ -21,14 +22,18 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, ExpenseId, LockHolder, Sync, SyncId, SyncLock,
-    SyncState, Transition,
+    CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, ExpenseId, LockHolder, Status, Sync, SyncId,
+    SyncLock, SyncState, Transition,
 };
 
 /// Name of the sparse index listing what the schedule sweep must look at.
 pub const SWEEP_INDEX: &str = "sweep";
 const SWEEP_PENDING_DATASET: &str = "pendingDataset";
 const SWEEP_RUNNING_SYNC: &str = "runningSync";
+/// Expenses not yet in a dataset (Codat was unavailable): the sweep submits them.
+const SWEEP_APPROVED_EXPENSE: &str = "approvedExpense";
+/// Expenses claimed for a Codat call: a claim that outlives any invocation was abandoned.
+const SWEEP_CLAIMED_EXPENSE: &str = "claimedExpense";
 /// DynamoDB's limit on items in one transaction.
 const MAX_TRANSACT_ITEMS: usize = 100;
 
@@ -95,6 +100,24 @@ fn sweep_time(at: DateTime<Utc>) -> String {
 
 fn to_attribute<T: Serialize>(value: &T) -> AttributeValue {
     serde_dynamo::to_attribute_value(value).expect("domain values serialize")
+}
+
+fn expense_item(expense: &Expense) -> HashMap<String, AttributeValue> {
+    let mut item = item(expense, expense_key(expense.company_id, expense.expense_id), "expense");
+    if let Some(partition) = sweep_partition(expense.status) {
+        item.insert("sweepPk".into(), s(partition));
+        item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(expense.updated_at), expense.company_id)));
+    }
+    item
+}
+
+/// Which sweep an expense in `status` waits for, if any.
+fn sweep_partition(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Approved => Some(SWEEP_APPROVED_EXPENSE),
+        Status::Submitting | Status::Uploading => Some(SWEEP_CLAIMED_EXPENSE),
+        _ => None,
+    }
 }
 
 /// Serializes a record and adds its keys and kind.
@@ -193,7 +216,7 @@ impl Store {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(item(expense, expense_key(expense.company_id, expense.expense_id), "expense")))
+                .set_item(Some(expense_item(expense)))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
@@ -240,6 +263,18 @@ impl Store {
             })
             .collect();
         self.transact(items).await
+    }
+
+    /// Expenses still `approved` since before `before` (Codat was unavailable at intake).
+    pub async fn stale_approved_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
+        let items = self.sweep(SWEEP_APPROVED_EXPENSE, Some(sweep_time(before))).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Expenses claimed (`submitting`/`uploading`) since before `before`.
+    pub async fn stale_claimed_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
+        let items = self.sweep(SWEEP_CLAIMED_EXPENSE, Some(sweep_time(before))).await?;
+        items.into_iter().map(from_item).collect()
     }
 
     // ---- datasets ----
@@ -677,6 +712,14 @@ fn expense_update(
         }
         Event::SubmissionAbandoned | Event::UploadAbandoned => remove.push("failure"),
         Event::SubmissionStarted | Event::TransactionCompleted | Event::UploadStarted => {}
+    }
+    match sweep_partition(transition.to) {
+        Some(partition) => {
+            set.push("sweepPk = :sweepPk, sweepSk = :sweepSk");
+            values.insert(":sweepPk".into(), s(partition));
+            values.insert(":sweepSk".into(), s(format!("{}#{company}", sweep_time(now))));
+        }
+        None => remove.push("sweepPk, sweepSk"),
     }
     let mut expression = format!("SET {}", set.join(", "));
     if !remove.is_empty() {
