@@ -40,6 +40,7 @@ impl Usage {
     /// Logs what was used since `before`.
     pub fn log_since(self, before: Usage) {
         tracing::info!(
+            function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
             dynamodb_requests = self.dynamodb_requests - before.dynamodb_requests,
             codat_calls = self.codat_calls - before.codat_calls,
             "invocation usage"

@@ -1,6 +1,6 @@
 use expense_sync::codat::CodatClient;
 use expense_sync::edge::{json, problem, CODAT_WEBHOOK};
-use expense_sync::flows::outcome::record_sync_outcome;
+use expense_sync::flows::outcome::{record_sync_outcome, Recorded};
 use expense_sync::flows::FlowError;
 use expense_sync::store::Store;
 use expense_sync::telemetry::{metered, Usage};
@@ -77,8 +77,12 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
         match record_sync_outcome(&services.store, &services.codat, notice.company_id, notice.sync_id).await {
             Ok(recorded) => {
                 tracing::info!(?recorded, "webhook processed");
-                if let Err(err) = services.store.remember_webhook(&delivery.id, notice.sync_id).await {
-                    tracing::warn!(error = %err, "could not remember the delivery");
+                // An unknown sync may be one whose initiation is still being recorded: leave
+                // Codat's redeliveries free to find it then.
+                if recorded != Recorded::UnknownSync {
+                    if let Err(err) = services.store.remember_webhook(&delivery.id, notice.sync_id).await {
+                        tracing::warn!(error = %err, "could not remember the delivery");
+                    }
                 }
                 Ok(json(StatusCode::OK, &value!({"recorded": format!("{recorded:?}")})))
             }
