@@ -173,7 +173,8 @@ class Pump:
             try:
                 self.shard.poll()
             except Exception as err:  # noqa: BLE001 - keep pumping through a moto hiccup
-                self.log(f"stream read failed: {err}")
+                if not self.stop.is_set():  # moto going away at shutdown is no error
+                    self.log(f"stream read failed: {err}")
             self.stop.wait(0.2)
 
     def start(self):
