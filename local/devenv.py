@@ -130,6 +130,7 @@ def function_env(template, sweep_poll_after):
         "CODAT_API_KEY": API_KEY,
         "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
+        "SWEEP_REPORT_GRACE_SECONDS": str(sweep_poll_after * 3),
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     }
     # Every variable the template sets must have a local value (or a local stand-in:

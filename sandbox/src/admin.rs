@@ -17,6 +17,7 @@ pub fn routes(state: Arc<Shared>) -> Router {
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/faults", post(add_fault))
         .route("/_sandbox/drop-webhooks", post(drop_webhooks))
+        .route("/_sandbox/unreported", post(unreported))
         .route("/_sandbox/reset", post(reset))
         .with_state(state)
 }
@@ -55,6 +56,18 @@ struct DropWebhooks {
 /// The next `count` webhooks for the company are not sent (a lost delivery).
 async fn drop_webhooks(State(shared): State<Arc<Shared>>, Json(body): Json<DropWebhooks>) -> impl IntoResponse {
     shared.lock().webhooks_to_drop.insert(body.company_id.to_ascii_lowercase(), body.count);
+    Json(json!({"ok": true}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Unreported {
+    transaction_ids: Vec<String>,
+}
+
+/// These transactions are left out of every sync's transaction listing.
+async fn unreported(State(shared): State<Arc<Shared>>, Json(body): Json<Unreported>) -> impl IntoResponse {
+    shared.lock().unreported.extend(body.transaction_ids.into_iter().map(|id| id.to_ascii_lowercase()));
     Json(json!({"ok": true}))
 }
 

@@ -369,7 +369,8 @@ async fn sync_transactions(
     else {
         return error(StatusCode::NOT_FOUND, "Sync not found", vec![]);
     };
-    let mut ids = state.sync_transactions(&sync_id);
+    let mut ids: Vec<String> =
+        state.sync_transactions(&sync_id).into_iter().filter(|id| !inner.unreported.contains(id)).collect();
     ids.sort();
     let total = ids.len() as u32;
     let start = ((page - 1) * page_size) as usize;

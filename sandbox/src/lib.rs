@@ -6,7 +6,8 @@
 //! sync after a delay (a transaction is `Completed`, or `ValidationError` when its lines total
 //! zero or less), then delivers a Svix-signed `expenses.sync.*` webhook (or a legacy rule
 //! payload). Every call is logged and readable at `GET /_sandbox/calls`; faults can be
-//! injected at `POST /_sandbox/faults`. It is written independently of the `expense-sync`
+//! injected at `POST /_sandbox/faults`, webhooks lost at `POST /_sandbox/drop-webhooks`, and
+//! transactions left out of listings at `POST /_sandbox/unreported`. It is written independently of the `expense-sync`
 //! crate, so the two readings of the spec check each other.
 
 mod admin;

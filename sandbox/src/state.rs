@@ -110,6 +110,8 @@ pub struct Inner {
     pub calls: Vec<Call>,
     pub faults: Vec<Fault>,
     pub webhooks_to_drop: HashMap<String, u32>,
+    /// Transaction ids left out of sync transaction listings (Codat not reporting them).
+    pub unreported: std::collections::HashSet<String>,
     pub webhooks_sent: u64,
 }
 

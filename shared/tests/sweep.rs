@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, Utc};
 use expense_sync::codat::{CodatClient, ExpenseTransaction};
 use expense_sync::domain::*;
-use expense_sync::flows::sweep::sweep_with;
+use expense_sync::flows::sweep::{sweep, Patience};
 use expense_sync::store::Store;
 
 fn expense(company: CompanyId, status: Status, updated: chrono::DateTime<Utc>) -> Expense {
@@ -52,7 +52,12 @@ async fn claims_older_than_any_invocation_become_unconfirmed_and_fresh_ones_stay
     store.insert_expenses(&[dead_submit.clone(), dead_upload.clone(), live_upload.clone()]).await.unwrap();
 
     // Approved expenses are left to the scheduled sweep (a day's grace); claims expire after 30 min.
-    let report = sweep_with(&store, &codat, Duration::days(1), Duration::minutes(30)).await.unwrap();
+    let patience = Patience {
+        poll_after: Duration::days(1),
+        claim_timeout: Duration::minutes(30),
+        report_grace: Duration::days(1),
+    };
+    let report = sweep(&store, &codat, patience).await.unwrap();
     assert!(report.claims_expired >= 2, "{report:?}");
 
     let status = |e: &Expense| {

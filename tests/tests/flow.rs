@@ -187,3 +187,32 @@ async fn expenses_approved_while_codat_is_down_are_submitted_by_the_sweep() {
         assert_eq!(count(&items, &id), 1);
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn a_transaction_codat_never_reports_ends_unconfirmed_and_frees_the_company() {
+    let stack = Stack::from_env();
+    let approval = stack.sample_approval();
+    let company = approval.company.clone();
+    let silent = approval.receipts[0].0.clone();
+    stack.leave_unreported(&silent).await;
+    let (status, answer) = stack.approve(&company, &approval.body).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let views = stack.settle(&company, &approval.ids(), SETTLE).await;
+    for view in &views {
+        if view["expenseId"] == silent.as_str() {
+            assert_eq!(view["status"], "unconfirmed", "{view}");
+            assert_eq!(view["failure"]["stage"], "sync");
+            assert!(view["failure"]["reason"].as_str().unwrap().contains("not listed"), "{view}");
+        } else {
+            assert_eq!(view["status"], "uploaded", "{view}");
+        }
+    }
+    // The sync was closed, so the company's lock is free: the next approval syncs too.
+    let next = stack.sample_approval();
+    let (status, answer) = stack.approve(&company, &next.body).await;
+    assert_eq!(status, 202, "{answer}");
+    let views = stack.settle(&company, &next.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+}

@@ -5,7 +5,7 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::CompanyId;
 use expense_sync::flows::initiate::initiate_sync;
-use expense_sync::flows::sweep::sweep;
+use expense_sync::flows::sweep::{sweep, Patience, POLL_AFTER, REPORT_GRACE};
 use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
 use expense_sync::telemetry::{metered, Usage};
@@ -16,8 +16,7 @@ use tracing::Instrument;
 pub struct Services {
     pub store: Store,
     pub codat: CodatClient,
-    /// Only syncs older than this are polled: their webhook is late, presumably lost.
-    pub poll_after: chrono::Duration,
+    pub patience: Patience,
 }
 
 impl Services {
@@ -30,11 +29,20 @@ impl Services {
         Ok(Self {
             store: Store::from_env(&config)?,
             codat: codat_client(&config, Duration::from_secs(20)).await?,
-            poll_after: match std::env::var("SWEEP_POLL_AFTER_SECONDS") {
-                Ok(seconds) => chrono::Duration::seconds(seconds.parse()?),
-                Err(_) => expense_sync::flows::sweep::POLL_AFTER,
+            patience: Patience {
+                poll_after: seconds_from_env("SWEEP_POLL_AFTER_SECONDS")?.unwrap_or(POLL_AFTER),
+                report_grace: seconds_from_env("SWEEP_REPORT_GRACE_SECONDS")?.unwrap_or(REPORT_GRACE),
+                ..Patience::default()
             },
         })
+    }
+}
+
+/// An optional duration in whole seconds from the environment.
+fn seconds_from_env(name: &str) -> Result<Option<chrono::Duration>, Error> {
+    match std::env::var(name) {
+        Ok(seconds) => Ok(Some(chrono::Duration::seconds(seconds.parse().map_err(|e| format!("{name}: {e}"))?))),
+        Err(_) => Ok(None),
     }
 }
 
@@ -50,7 +58,7 @@ async fn handle_event(services: &Services, event: LambdaEvent<Value>) -> Result<
         return Ok(serde_json::to_value(response)?);
     }
     let report =
-        sweep(&services.store, &services.codat, services.poll_after).instrument(tracing::info_span!("sweep")).await?;
+        sweep(&services.store, &services.codat, services.patience).instrument(tracing::info_span!("sweep")).await?;
     tracing::info!(?report, "sweep done");
     Ok(serde_json::to_value(report)?)
 }

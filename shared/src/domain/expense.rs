@@ -5,7 +5,7 @@
 //!    ▲            │ │            │          │          ▲          │ │
 //!    └─abandoned──┘ │            │          │          └─abandoned┘ │
 //!                   ▼            ▼          ▼                       ▼
-//!        failed / unconfirmed  failed     failed          uploadFailed / unconfirmed
+//!        failed / unconfirmed  failed  failed / unconfirmed  uploadFailed / unconfirmed
 //! ```
 //!
 //! `submitting` and `uploading` are claims taken before a non-idempotent Codat call, so two
@@ -179,6 +179,9 @@ pub enum Event {
     /// Codat reports the transaction `Completed` as an expense.
     TransactionCompleted,
     TransactionFailed(Failure),
+    /// Codat finished the sync long ago but never reported this transaction: whether it
+    /// reached the accounting software is unknown.
+    TransactionUnreported(Failure),
     UploadStarted,
     UploadAbandoned,
     ReceiptUploaded {
@@ -202,6 +205,7 @@ impl Event {
             Event::SyncRejected(_) => (Submitted, Failed),
             Event::TransactionCompleted => (Syncing, Synced),
             Event::TransactionFailed(_) => (Syncing, Failed),
+            Event::TransactionUnreported(_) => (Syncing, Unconfirmed),
             Event::UploadStarted => (Synced, Uploading),
             Event::UploadAbandoned => (Uploading, Synced),
             Event::ReceiptUploaded { .. } => (Uploading, Uploaded),
@@ -260,6 +264,7 @@ impl Expense {
             | Event::SyncRejected(f)
             | Event::TransactionFailed(f)
             | Event::UploadRejected(f)
+            | Event::TransactionUnreported(f)
             | Event::UploadUnconfirmed(f) => self.failure = Some(f.clone()),
             Event::SubmissionStarted
             | Event::SubmissionAbandoned
@@ -306,6 +311,15 @@ mod tests {
         ]);
         assert_eq!(failed, Status::Failed);
         assert!(matches!(transition(failed, Event::UploadStarted), Err(InvalidTransition::AlreadyDone { .. })));
+    }
+
+    #[test]
+    fn a_transaction_codat_never_reported_is_unconfirmed_not_failed() {
+        let t = transition(Status::Syncing, Event::TransactionUnreported(failure())).unwrap();
+        assert_eq!(t.to, Status::Unconfirmed);
+        // Once Codat did report it, a late give-up changes nothing.
+        assert!(transition(Status::Synced, Event::TransactionUnreported(failure())).is_err());
+        assert!(transition(Status::Uploaded, Event::TransactionUnreported(failure())).is_err());
     }
 
     #[test]

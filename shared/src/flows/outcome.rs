@@ -55,6 +55,27 @@ pub async fn record_sync_outcome(
     company: CompanyId,
     sync_id: SyncId,
 ) -> Result<Recorded, FlowError> {
+    record(store, codat, company, sync_id, false).await
+}
+
+/// Like [`record_sync_outcome`], for a sync Codat finished long ago: expenses Codat still has
+/// not reported become `unconfirmed`, so the sync can finish and release the company's lock.
+pub async fn close_sync(
+    store: &Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    sync_id: SyncId,
+) -> Result<Recorded, FlowError> {
+    record(store, codat, company, sync_id, true).await
+}
+
+async fn record(
+    store: &Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    sync_id: SyncId,
+    give_up_on_unreported: bool,
+) -> Result<Recorded, FlowError> {
     let Some(sync) = store.get_sync(company, sync_id).await? else {
         return Ok(Recorded::UnknownSync);
     };
@@ -85,11 +106,24 @@ pub async fn record_sync_outcome(
         }
         if let Some(event) = reported.get(&expense.expense_id).and_then(|m| event_for(m)) {
             apply_once(store, &mut expense, event).await?;
+        } else if give_up_on_unreported && expense.status == Status::Syncing {
+            let last_word = reported.get(&expense.expense_id).and_then(|m| m.status.as_ref());
+            let failure = Failure {
+                stage: Stage::Sync,
+                reason: format!(
+                    "Codat finished the sync but has not reported a final status for this transaction (last: {}); \
+                     check it in Codat",
+                    last_word.map_or("not listed", |s| s.as_str())
+                ),
+                codat_status: last_word.map(|s| s.as_str().to_string()),
+                correlation_id: None,
+            };
+            apply_once(store, &mut expense, Event::TransactionUnreported(failure)).await?;
         }
         match expense.status {
             // No final word from Codat yet (or it raced another invocation): keep the sync open.
             Status::Submitted | Status::Syncing => waiting += 1,
-            Status::Failed => failed += 1,
+            Status::Failed | Status::Unconfirmed => failed += 1,
             _ => synced += 1,
         }
     }

@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use std::collections::BTreeMap;
 
 use super::initiate::{initiate_sync, Initiated};
-use super::outcome::{record_sync_outcome, Recorded};
+use super::outcome::{close_sync, record_sync_outcome, Recorded};
 use super::submit::submit_approved;
 use super::{apply_once, FlowError};
 use crate::codat::CodatClient;
@@ -21,6 +21,9 @@ pub const POLL_AFTER: Duration = Duration::minutes(2);
 /// Longer than any function's timeout (Lambda's maximum is 15 minutes): a claim this old
 /// belongs to an invocation that is gone.
 pub const CLAIM_TIMEOUT: Duration = Duration::minutes(16);
+/// How long after a sync started Codat may still report its transactions; after that, the
+/// ones it never reported become `unconfirmed` and the company's lock is released.
+pub const REPORT_GRACE: Duration = Duration::hours(1);
 
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,16 +36,25 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-pub async fn sweep(store: &Store, codat: &CodatClient, poll_after: Duration) -> Result<SweepReport, FlowError> {
-    sweep_with(store, codat, poll_after, CLAIM_TIMEOUT).await
+/// How long the sweep waits before acting on each kind of silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// Before polling a sync's status (its webhook is late), or resubmitting an approved expense.
+    pub poll_after: Duration,
+    /// Before a claim counts as abandoned.
+    pub claim_timeout: Duration,
+    /// Before unreported transactions of a finished sync become `unconfirmed`.
+    pub report_grace: Duration,
 }
 
-pub async fn sweep_with(
-    store: &Store,
-    codat: &CodatClient,
-    poll_after: Duration,
-    claim_timeout: Duration,
-) -> Result<SweepReport, FlowError> {
+impl Default for Patience {
+    fn default() -> Self {
+        Self { poll_after: POLL_AFTER, claim_timeout: CLAIM_TIMEOUT, report_grace: REPORT_GRACE }
+    }
+}
+
+pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Result<SweepReport, FlowError> {
+    let Patience { poll_after, claim_timeout, report_grace } = patience;
     let mut report = SweepReport::default();
     let now = Utc::now();
 
@@ -93,7 +105,12 @@ pub async fn sweep_with(
         if !finished {
             continue;
         }
-        match record_sync_outcome(store, codat, company, sync_id).await {
+        let outcome = if sync.started_at < now - report_grace {
+            close_sync(store, codat, company, sync_id).await
+        } else {
+            record_sync_outcome(store, codat, company, sync_id).await
+        };
+        match outcome {
             Ok(Recorded::Finished { .. }) => report.syncs_finished += 1,
             Ok(_) => {}
             Err(err) => report.errors.push(format!("sync {sync_id}: {err}")),

@@ -706,6 +706,7 @@ fn expense_update(
         | Event::SyncRejected(failure)
         | Event::TransactionFailed(failure)
         | Event::UploadRejected(failure)
+        | Event::TransactionUnreported(failure)
         | Event::UploadUnconfirmed(failure) => {
             set.push("failure = :failure");
             values.insert(":failure".into(), to_attribute(failure));

@@ -124,6 +124,13 @@ impl Stack {
         assert!(response.status().is_success());
     }
 
+    pub async fn leave_unreported(&self, transaction: &str) {
+        let body = json!({"transactionIds": [transaction]});
+        let url = format!("{}/_sandbox/unreported", self.sandbox);
+        let response = self.http.post(url).json(&body).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+
     pub async fn drop_webhooks(&self, company: &str, count: u32) {
         let body = json!({"companyId": company, "count": count});
         let url = format!("{}/_sandbox/drop-webhooks", self.sandbox);
