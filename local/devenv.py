@@ -172,7 +172,7 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms):
     (STATE / "dlq.jsonl").write_text("")
     build()
 
-    moto = start("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)])
+    moto = start("moto", [sys.executable, str(ROOT / "local/moto_server.py"), "127.0.0.1", str(MOTO_PORT)])
     wait_for_port("moto", MOTO_PORT, moto, 60)
     stream_arn, streams = provision(template)
     log(f"moto server on {MOTO_URL}: table {TABLE}, bucket {BUCKET}")
