@@ -16,6 +16,10 @@ async fn store() -> Store {
 }
 
 fn expense(company: CompanyId) -> Expense {
+    expense_at(company, Status::Approved, Utc::now())
+}
+
+fn expense_at(company: CompanyId, status: Status, updated: chrono::DateTime<Utc>) -> Expense {
     let id = ExpenseId::random();
     let transaction: ExpenseTransaction = serde_json::from_value(serde_json::json!({
         "id": id, "type": "Payment", "issueDate": "2024-05-21T00:00:00Z", "currency": "GBP",
@@ -25,7 +29,7 @@ fn expense(company: CompanyId) -> Expense {
     Expense {
         company_id: company,
         expense_id: id,
-        status: Status::Approved,
+        status,
         transaction,
         receipt: ReceiptRef {
             key: format!("receipts/{company}/{id}"),
@@ -36,11 +40,11 @@ fn expense(company: CompanyId) -> Expense {
         },
         fingerprint: "f".into(),
         dataset_id: None,
-        sync_id: None,
+        sync_id: (status == Status::Uploading).then(SyncId::random),
         attachment_id: None,
         failure: None,
-        approved_at: Utc::now(),
-        updated_at: Utc::now(),
+        approved_at: updated,
+        updated_at: updated,
     }
 }
 
@@ -163,4 +167,43 @@ async fn datasets_move_from_pending_into_one_sync_and_the_sync_finishes_once() {
     assert!(store.finish_sync(company, sync.sync_id).await.unwrap());
     assert!(!store.finish_sync(company, sync.sync_id).await.unwrap(), "a second finish is a no-op");
     assert!(!store.running_syncs(Utc::now()).await.unwrap().iter().any(|s| s.sync_id == sync.sync_id));
+}
+
+#[cfg(feature = "codat")]
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn claims_older_than_any_invocation_become_unconfirmed_and_fresh_ones_stay() {
+    let store = store().await;
+    let codat = expense_sync::codat::CodatClient::from_env(
+        &std::env::var("CODAT_API_KEY").unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let company = CompanyId::random();
+    let hour_ago = Utc::now() - Duration::hours(1);
+    let dead_submit = expense_at(company, Status::Submitting, hour_ago);
+    let dead_upload = expense_at(company, Status::Uploading, hour_ago);
+    let live_upload = expense_at(company, Status::Uploading, Utc::now());
+    store.insert_expenses(&[dead_submit.clone(), dead_upload.clone(), live_upload.clone()]).await.unwrap();
+
+    // Approved expenses are left to the scheduled sweep (a day's grace); claims expire after 30 min.
+    let patience = expense_sync::flows::sweep::Patience {
+        poll_after: Duration::days(1),
+        claim_timeout: Duration::minutes(30),
+        report_grace: Duration::days(1),
+    };
+    let report = expense_sync::flows::sweep::sweep(&store, &codat, patience).await.unwrap();
+    assert!(report.claims_expired >= 2, "{report:?}");
+
+    let status = |e: &Expense| {
+        let store = &store;
+        let (company, id) = (e.company_id, e.expense_id);
+        async move { store.get_expense(company, id).await.unwrap().unwrap() }
+    };
+    let submit = status(&dead_submit).await;
+    assert_eq!(submit.status, Status::Unconfirmed);
+    assert_eq!(submit.failure.unwrap().stage, Stage::Submission);
+    let upload = status(&dead_upload).await;
+    assert_eq!((upload.status, upload.failure.unwrap().stage), (Status::Unconfirmed, Stage::Upload));
+    assert_eq!(status(&live_upload).await.status, Status::Uploading);
 }
