@@ -58,13 +58,16 @@ pub async fn approve(
         });
     }
     let inserted = store.insert_expenses(&fresh).await?;
+    let mut stored = known;
+    stored.extend(fresh.into_iter().filter(|e| inserted.created.contains(&e.expense_id)));
     if !inserted.existing.is_empty() {
         // A concurrent approval created some of them first: they must match too.
         let raced = store.get_expenses(company, &inserted.existing).await?;
         check_same_content(batch, &raced)?;
+        stored.extend(raced);
     }
 
-    submit_approved(store, codat, batch.company_id, &ids).await?;
+    submit_approved(store, codat, company, &stored).await?;
     let mut current = store.get_expenses(company, &ids).await?;
     current.sort_by_key(|e| ids.iter().position(|id| *id == e.expense_id));
     Ok(current)

@@ -4,20 +4,18 @@ use chrono::Utc;
 
 use super::failure_from;
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{
-    CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, ExpenseId, Stage, Status, MAX_DATASET_ITEMS,
-};
+use crate::domain::{CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, Stage, Status, MAX_DATASET_ITEMS};
 use crate::store::{Store, StoreError};
 
-/// Posts every still-`approved` expense among `ids` to Codat, in datasets of at most 50.
-/// Each expense is claimed (`submitting`) before the post, so no two invocations post it.
+/// Posts every `approved` expense among `expenses` to Codat, in datasets of at most 50.
+/// Each is claimed (`submitting`, conditional on still being `approved`) before the post, so
+/// no two invocations post it, even when a record given here is already out of date.
 pub async fn submit_approved(
     store: &Store,
     codat: &CodatClient,
     company: CompanyId,
-    ids: &[ExpenseId],
+    expenses: &[Expense],
 ) -> Result<(), StoreError> {
-    let expenses = store.get_expenses(company, ids).await?;
     let approved: Vec<&Expense> = expenses.iter().filter(|e| e.status == Status::Approved).collect();
     for chunk in approved.chunks(MAX_DATASET_ITEMS) {
         let claims: Vec<_> = chunk

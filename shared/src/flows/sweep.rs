@@ -13,7 +13,7 @@ use super::outcome::{close_sync, record_sync_outcome, Recorded};
 use super::submit::submit_approved;
 use super::{apply_once, FlowError};
 use crate::codat::CodatClient;
-use crate::domain::{CompanyId, Event, ExpenseId, Failure, Stage, Status};
+use crate::domain::{CompanyId, Event, Expense, Failure, Stage, Status};
 use crate::store::Store;
 
 /// A webhook normally arrives within seconds; only syncs older than this are polled.
@@ -58,13 +58,13 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
     let mut report = SweepReport::default();
     let now = Utc::now();
 
-    let mut approved: BTreeMap<CompanyId, Vec<ExpenseId>> = BTreeMap::new();
+    let mut approved: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
     for expense in store.stale_approved_expenses(now - poll_after).await? {
-        approved.entry(expense.company_id).or_default().push(expense.expense_id);
+        approved.entry(expense.company_id).or_default().push(expense);
     }
-    for (company, ids) in approved {
-        match submit_approved(store, codat, company, &ids).await {
-            Ok(()) => report.expenses_resubmitted += ids.len(),
+    for (company, expenses) in approved {
+        match submit_approved(store, codat, company, &expenses).await {
+            Ok(()) => report.expenses_resubmitted += expenses.len(),
             Err(err) => report.errors.push(format!("company {company}: {err}")),
         }
     }

@@ -146,14 +146,6 @@ impl Store {
         Ok(Self::new(aws_sdk_dynamodb::Client::new(config), crate::required_env("TABLE_NAME")?))
     }
 
-    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// DynamoDB requests sent so far (for the benchmarks).
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -311,10 +303,6 @@ impl Store {
             .collect();
         datasets.sort_by_key(|d| d.created_at);
         Ok(datasets)
-    }
-
-    pub async fn get_dataset(&self, company: CompanyId, dataset: DatasetId) -> Result<Option<Dataset>, StoreError> {
-        self.get(dataset_key(company, dataset)).await
     }
 
     /// Companies that have a dataset waiting for a sync (from the sparse sweep index).
