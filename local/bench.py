@@ -144,9 +144,9 @@ def cold_starts(binaries, env, runs):
         print(f"{name:20} {init:>10.1f} {first:>18.1f} {peak:>15.1f}")
 
 
-def flow(expenses):
+def flow(expenses, codat_api):
     company = str(uuid.uuid4())
-    _, sample = devenv.load_examples()
+    _, sample = devenv.load_examples(codat_api)
     base = sample["expenses"]
     batch = []
     for i in range(expenses):
@@ -185,7 +185,7 @@ def flow(expenses):
     codat = sum(u[2] for u in flow_usage)
     _, calls = devenv.http("GET", f"{devenv.SANDBOX_URL}/_sandbox/calls")
     sandbox = [c for c in calls if c["path"].startswith(f"/companies/{company}/")]
-    print(f"\n## One flow of {expenses} expenses (approval to uploaded)\n")
+    print(f"\n## One flow of {expenses} expenses on CODAT_API={codat_api} (approval to uploaded)\n")
     print("Counted over every invocation while this flow ran (the schedule sweep included; the status")
     print("polling that watched it, expense-status, is listed but not counted in the totals).")
     print(f"{'Codat calls (sandbox log, this company)':45} {len(sandbox):>6}  = {len(sandbox) / expenses:.2f} per expense")
@@ -209,19 +209,25 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--expenses", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--api", choices=["expenses", "v1", "both"], default="both",
+                        help="the Codat API of the measured flow (default: one flow on each)")
     options = parser.parse_args()
+    apis = ["expenses", "v1"] if options.api == "both" else [options.api]
     subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
     binaries = sorted(fn.binary for fn in tpl.functions(tpl.load(ROOT / "template.yaml")))
     sizes(binaries)
     import atexit
 
     atexit.register(devenv.stop_all)
-    env, the_pump = devenv.up(sweep_seconds=10, sweep_poll_after=30, sync_delay_ms=300)
-    try:
-        cold_starts(binaries, {k: v for k, v in env.items() if not k.startswith("RUST_LOG")}, options.runs)
-        flow(options.expenses)
-    finally:
-        the_pump.close()
+    for index, codat_api in enumerate(apis):
+        env, the_pump = devenv.up(sweep_seconds=10, sweep_poll_after=30, sync_delay_ms=300, codat_api=codat_api)
+        try:
+            if index == 0:
+                cold_starts(binaries, {k: v for k, v in env.items() if not k.startswith("RUST_LOG")}, options.runs)
+            flow(options.expenses, codat_api)
+        finally:
+            the_pump.close()
+            devenv.stop_all()
 
 
 if __name__ == "__main__":

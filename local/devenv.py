@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 REGION = "us-east-1"
 TABLE = "expense-sync-local"
+# The same definition, watched by no function: store tests judge the store alone there, without
+# the running functions reacting to their records.
+STORE_TEST_TABLE = TABLE + "-store-tests"
 BUCKET = "expense-sync-receipts-local"
 API_KEY = "c2FuZGJveC1hcGkta2V5"  # base64 text, as Codat keys are
 # A fixed local-only Svix secret (whsec_ + base64 of 24 random bytes).
@@ -120,10 +123,11 @@ def ensure_free(*ports):
                 raise SystemExit(f"port {p} is in use: stop what runs there (or set MOTO_PORT/SANDBOX_PORT/WATCH_PORT)")
 
 
-def function_env(template, sweep_poll_after):
+def function_env(template, sweep_poll_after, codat_api):
     """What the deployed functions get from the template, resolved for local use."""
     env = {
         **AWS_ENV,
+        "CODAT_API": codat_api,
         "TABLE_NAME": TABLE,
         "RECEIPTS_BUCKET": BUCKET,
         "CODAT_BASE_URL": SANDBOX_URL,
@@ -153,8 +157,10 @@ def provision(template):
     streams = session.client("dynamodbstreams", endpoint_url=MOTO_URL, config=cfg)
     definition, ttl = tpl.table_definition(template)
     table = dynamodb.create_table(TableName=TABLE, **definition)["TableDescription"]
-    if ttl:
-        dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=ttl)
+    dynamodb.create_table(TableName=STORE_TEST_TABLE, **definition)
+    for name in (TABLE, STORE_TEST_TABLE):
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
     s3.create_bucket(Bucket=BUCKET)
     return table["LatestStreamArn"], streams
 
@@ -164,10 +170,10 @@ def build():
     subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, check=True)
 
 
-def up(sweep_seconds, sweep_poll_after, sync_delay_ms):
+def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api):
     template = tpl.load(ROOT / "template.yaml")
     ensure_free(MOTO_PORT, SANDBOX_PORT, WATCH_PORT)
-    env = function_env(template, sweep_poll_after)
+    env = function_env(template, sweep_poll_after, codat_api)
     STATE.mkdir(exist_ok=True)
     (STATE / "dlq.jsonl").write_text("")
     build()
@@ -210,8 +216,8 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms):
         for _ in fn.schedules:
             pump.Schedule(fn.binary, sweep_seconds, INVOKE_URL, scheduled, the_pump.stop, log).start()
     log(f"stream pump: {', '.join(f'{t.function} (batch {t.batch_size}, {len(t.filters)} filters)' for t in triggers)}; "
-        f"sweep every {sweep_seconds}s")
-    return {**env, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
+        f"sweep every {sweep_seconds}s; new approvals use CODAT_API={codat_api}")
+    return {**env, "STORE_TEST_TABLE": STORE_TEST_TABLE, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
             "CODAT_API_KEY": API_KEY, "DLQ_PATH": str(STATE / "dlq.jsonl")}, the_pump
 
 
@@ -228,22 +234,28 @@ def http(method, url, body=None, timeout=60):
         return err.code, json.loads(err.read() or b"null")
 
 
-def load_examples():
+def load_examples(codat_api):
+    """The samples for the API: v1 takes the card expenses as they are; the current API also
+    takes the reimbursable ones, and spells a supplier's contact type `type`."""
     spec = json.loads((ROOT / "examples/approvals.json").read_text())
-    for expense in spec["expenses"]:
+    batch = {"expenses": spec["expenses"]}
+    if codat_api == "expenses":
+        batch["reimbursableExpenses"] = spec["reimbursableExpenses"]
+    for expense in batch["expenses"] + batch.get("reimbursableExpenses", []):
         receipt = expense["receipt"]
         receipt["data"] = base64.b64encode((ROOT / "examples" / receipt.pop("path")).read_bytes()).decode()
-    return spec["companyId"], {"expenses": spec["expenses"]}
+    return spec["companyId"], batch
 
 
-def demo():
-    company, batch = load_examples()
-    log(f"approving {len(batch['expenses'])} expenses for company {company}")
+def demo(codat_api):
+    company, batch = load_examples(codat_api)
+    count = len(batch["expenses"]) + len(batch.get("reimbursableExpenses", []))
+    log(f"approving {count} expenses for company {company} (CODAT_API={codat_api})")
     status, answer = http("POST", f"{FUNCTION_URL}/approval-intake/companies/{company}/expenses", batch, timeout=300)
     log(f"approval intake answered {status}")
     if status >= 300:
         print(json.dumps(answer, indent=2))
-    ids = [e["id"] for e in batch["expenses"]]
+    ids = [e["id"] for e in batch["expenses"] + batch.get("reimbursableExpenses", [])]
     seen = {}
     deadline = time.time() + 180
     final = {"uploaded", "failed", "uploadFailed", "unconfirmed"}
@@ -262,14 +274,17 @@ def demo():
             break
         time.sleep(0.5)
     print()
-    print(f"{'expense':38} {'receipt':16} {'status':10} {'dataset':38} {'attachment'}")
+    print(f"{'expense':38} {'kind':12} {'receipt':16} {'status':10} {'dataset (v1)':38} {'sync':38} {'attachment'}")
     for expense_id in ids:
         v = views.get(expense_id, {})
-        print(f"{expense_id:38} {v.get('receipt', {}).get('fileName', '?'):16} {v.get('status', '?'):10} "
-              f"{str(v.get('datasetId')):38} {v.get('attachmentId') or ''}")
+        print(f"{expense_id:38} {v.get('kind', '?'):12} {v.get('receipt', {}).get('fileName', '?'):16} "
+              f"{v.get('status', '?'):10} {str(v.get('datasetId') or '-'):38} {str(v.get('syncId')):38} "
+              f"{v.get('attachmentId') or ''}")
     done = all(views.get(i, {}).get("status") == "uploaded" for i in ids)
+    api = next(iter(views.values()), {}).get("codatApi", "?")
     print()
-    print("every expense uploaded" if done else "NOT every expense reached uploaded: see .local/*.log")
+    print(f"every expense uploaded through Codat API {api!r}" if done
+          else "NOT every expense reached uploaded: see .local/*.log")
     return 0 if done else 1
 
 
@@ -281,15 +296,17 @@ def main():
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     fast = options.command == "test"
+    codat_api = os.environ.get("CODAT_API") or "expenses"
+    if codat_api not in ("expenses", "v1"):
+        raise SystemExit(f"CODAT_API is {codat_api!r}; it must be expenses or v1")
+    if options.command == "test":
+        return test_both_apis(options.args)
+
     env, the_pump = up(sweep_seconds=2 if fast else 10, sweep_poll_after=3 if fast else 30,
-                       sync_delay_ms=300 if fast else 1500)
+                       sync_delay_ms=300 if fast else 1500, codat_api=codat_api)
     try:
         if options.command == "demo":
-            return demo()
-        if options.command == "test":
-            command = ["cargo", "nextest", "run", "--workspace", "--run-ignored", "all", "--no-fail-fast", *options.args]
-            log(" ".join(command))
-            return subprocess.run(command, cwd=ROOT, env={**os.environ, **env}).returncode
+            return demo(codat_api)
         log("everything is up; Ctrl-C stops it")
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -297,6 +314,24 @@ def main():
     finally:
         the_pump.close()
     return 0
+
+
+def test_both_apis(args):
+    """The whole suite with the functions on the current API, then the tests that need the
+    stack again with them on v1 (unit tests do not depend on it and run once)."""
+    apis = [os.environ["CODAT_API"]] if os.environ.get("CODAT_API") else ["expenses", "v1"]
+    failed = 0
+    for index, codat_api in enumerate(apis):
+        env, the_pump = up(sweep_seconds=2, sweep_poll_after=3, sync_delay_ms=300, codat_api=codat_api)
+        try:
+            which = "all" if index == 0 else "only"
+            command = ["cargo", "nextest", "run", "--workspace", "--run-ignored", which, "--no-fail-fast", *args]
+            log(f"CODAT_API={codat_api}: {' '.join(command)}")
+            failed |= subprocess.run(command, cwd=ROOT, env={**os.environ, **env}).returncode
+        finally:
+            the_pump.close()
+            stop_all()
+    return failed
 
 
 if __name__ == "__main__":

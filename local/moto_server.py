@@ -5,6 +5,11 @@ cancelled, restores that copy: writes other threads made meanwhile are silently 
 has no such effect, and tests run concurrently (some cancel transactions on purpose), so the
 emulator runs each request under one lock. Connections stay threaded and keep-alive.
 
+The restored copy also brings a copy of the table's stream shard, while every open shard
+iterator (the stream pump's) still reads the old one: after one cancelled transaction the
+stream would go silent for good. So the live shard is kept, less the records the cancelled
+transaction wrote (nobody read them: requests run one at a time).
+
     python local/moto_server.py HOST PORT
 """
 
@@ -12,8 +17,27 @@ import os
 import sys
 import threading
 
+from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
+
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def transact_write_items_keeping_streams(self, transact_items):
+    shards = {name: (table.stream_shard, len(table.stream_shard.items))
+              for name, table in self.tables.items() if table.stream_shard is not None}
+    try:
+        return _transact_write_items(self, transact_items)
+    finally:
+        for name, (shard, length) in shards.items():
+            table = self.tables.get(name)
+            if table is not None and table.stream_shard is not shard:
+                del shard.items[length:]
+                table.stream_shard = shard
+
+
+DynamoDBBackend.transact_write_items = transact_write_items_keeping_streams
 
 
 class OneAtATime:

@@ -35,12 +35,14 @@ async fn stats(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             (id.clone(), json!({
                 "transactions": c.transactions.len(), "datasets": c.datasets.len(), "syncs": c.syncs.len(),
                 "runningSyncs": c.running_syncs, "maxConcurrentSyncs": c.max_running_syncs, "attachments": c.attachments,
+                "createCalls": c.create_calls,
             }))
         })
         .collect();
     Json(json!({"companies": companies, "webhooksSent": inner.webhooks_sent, "calls": inner.calls.len()}))
 }
 
+/// Body: `{method?, pathContains, status?, retryAfter?, times? (1), afterEffect? (false), delayMs?}`.
 async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> impl IntoResponse {
     shared.lock().faults.push(fault);
     Json(json!({"ok": true}))
@@ -72,6 +74,8 @@ async fn unreported(State(shared): State<Arc<Shared>>, Json(body): Json<Unreport
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    *shared.lock() = Inner::default();
+    let mut inner = shared.lock();
+    let generation = inner.generation + 1;
+    *inner = Inner { generation, ..Inner::default() };
     Json(json!({"ok": true}))
 }

@@ -1,19 +1,46 @@
-//! A local stand-in for Codat's Sync for Expenses v1 API.
+//! A local stand-in for Codat's expenses APIs: Sync for Expenses v1 and, side by side in the
+//! same process, the current Expenses API.
 //!
 //! It implements the endpoints the sync process calls, with the shapes and status codes of
-//! `Codat-Sync-Expenses-v1.yaml` and the facts in `NOTES.md`: it validates request bodies,
-//! refuses a transaction id used before, answers initiate-sync with 202 `{syncId}`, runs each
-//! sync after a delay (a transaction is `Completed`, or `ValidationError` when its lines total
-//! zero or less), then delivers a Svix-signed `expenses.sync.*` webhook (or a legacy rule
-//! payload). Every call is logged and readable at `GET /_sandbox/calls`; faults can be
-//! injected at `POST /_sandbox/faults`, webhooks lost at `POST /_sandbox/drop-webhooks`, and
-//! transactions left out of listings at `POST /_sandbox/unreported`. It is written independently of the `expense-sync`
-//! crate, so the two readings of the spec check each other.
+//! `Codat-Sync-Expenses-v1.yaml`, `Codat-Sync-Expenses-current.yaml` and the facts in
+//! `NOTES.md`, under `/companies/{companyId}/sync/expenses`:
+//!
+//! - v1 (`v1.rs`): `POST /data/expense-transactions` (a dataset, 200 `{datasetId}`), then
+//!   `POST /syncs` `{datasetIds}` (202 `{syncId}`); the sync runs at once.
+//! - current (`expenses.rs`): `POST /expense-transactions` and
+//!   `POST /reimbursable-expense-transactions`, a bare array of 1–50 transactions answered 200
+//!   `{syncId}`; Codat creates the sync itself and a company's syncs are queued and run one
+//!   after another.
+//! - both (`syncs.rs`, `attachments.rs`): `GET /syncs/{syncId}/status`, `/syncs/latest/status`,
+//!   `/syncs/lastSuccessful/status`, `/syncs/list/status`, `GET /syncs/{syncId}/transactions`
+//!   (paged) and `/syncs/{syncId}/transactions/{transactionId}`, and
+//!   `POST /syncs/{syncId}/transactions/{transactionId}/attachments`.
+//!
+//! Request bodies are validated (`validate.rs` for the current schemas), a transaction id used
+//! before for the company by either API is refused, and each sync finishes after a delay (a
+//! transaction is `Completed`, or `ValidationError` when its lines total zero or less; see
+//! `runner.rs`), then a Svix-signed `expenses.sync.*` webhook (or a legacy rule payload) is
+//! delivered (`webhooks.rs`). Every call is logged and readable at `GET /_sandbox/calls`;
+//! faults can be injected at `POST /_sandbox/faults` (before the handler, or with
+//! `afterEffect` after it, so Codat acts but the answer is lost; `delayMs` slows the answer),
+//! webhooks lost at `POST /_sandbox/drop-webhooks`, and transactions left out of listings at
+//! `POST /_sandbox/unreported` (`admin.rs`). It is written independently of the
+//! `expense-sync` crate, so the two readings of the spec check each other.
 
 mod admin;
-mod api;
+mod attachments;
+mod errors;
+mod expenses;
+mod middleware;
+mod runner;
 mod state;
+mod syncs;
+mod v1;
+mod validate;
 mod webhooks;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,9 +83,13 @@ impl Config {
 
 pub fn router(config: Config) -> axum::Router {
     let shared = Arc::new(state::Shared::new(config));
-    api::routes(shared.clone())
+    v1::routes(shared.clone())
+        .merge(expenses::routes(shared.clone()))
+        .merge(syncs::routes(shared.clone()))
+        .merge(attachments::routes(shared.clone()))
         .merge(admin::routes(shared.clone()))
-        .layer(axum::middleware::from_fn_with_state(shared, api::track))
+        .layer(axum::extract::DefaultBodyLimit::max(middleware::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(shared, middleware::track))
 }
 
 /// Serves on `addr` until the process ends.

@@ -1,4 +1,5 @@
-//! `codat-sandbox`: run the local Codat stand-in. Configuration from the environment:
+//! `codat-sandbox`: run the local Codat stand-in, serving Sync for Expenses v1 and the current
+//! Expenses API side by side on one address. Configuration from the environment:
 //! `SANDBOX_ADDR` (default 127.0.0.1:4010), `CODAT_API_KEY`, `SANDBOX_WEBHOOK_URL`,
 //! `CODAT_WEBHOOK_SECRET` (`whsec_...`, for Svix-signed events) or
 //! `SANDBOX_LEGACY_AUTHORIZATION` (legacy rule payloads), `SANDBOX_SYNC_DELAY_MS` (default 1500).

@@ -1,4 +1,6 @@
-use std::collections::{BTreeMap, HashMap};
+//! What the sandbox remembers: companies, their transactions and syncs, the call log, faults.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -14,10 +16,15 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    /// The status actually answered (an injected fault's, when one applied).
     pub status: u16,
     /// The JSON body, when there was one.
     pub body: Option<Value>,
     pub attachment: Option<AttachmentLog>,
+    /// The status the endpoint itself gave, before an `afterEffect` fault replaced the answer:
+    /// what Codat did, as opposed to what the client heard. `None` for calls refused earlier.
+    #[serde(default)]
+    pub handled_status: Option<u16>,
 }
 
 /// What an attachment upload carried.
@@ -31,17 +38,26 @@ pub struct AttachmentLog {
     pub bytes_base64: String,
 }
 
+/// An injected fault (`POST /_sandbox/faults`).
 #[derive(Debug, Clone, serde::Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
     #[serde(default)]
     pub method: Option<String>,
     pub path_contains: String,
-    pub status: u16,
+    /// The status answered. Absent: the handler's own answer (useful with `delayMs`).
+    #[serde(default)]
+    pub status: Option<u16>,
     #[serde(default)]
     pub retry_after: Option<u64>,
     #[serde(default = "one")]
     pub times: u32,
+    /// Handle the request normally first (Codat acts), then answer the fault: a lost answer.
+    #[serde(default)]
+    pub after_effect: bool,
+    /// Sleep this long before answering (a slow or timed-out call).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -65,9 +81,17 @@ impl TxnStatus {
     }
 }
 
+/// Which call created a transaction (used in failure messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnKind {
+    Expense,
+    Reimbursable,
+}
+
 #[derive(Debug, Clone)]
 pub struct Txn {
     pub body: Value,
+    pub kind: TxnKind,
     pub status: TxnStatus,
     pub message: Option<String>,
     pub sync_id: Option<String>,
@@ -79,10 +103,31 @@ pub struct Dataset {
     pub sync_id: Option<String>,
 }
 
+/// Which API created a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// v1: initiated from datasets, runs at once.
+    V1,
+    /// Current API: created with its transactions, queued per company.
+    Current,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPhase {
+    Queued,
+    Running,
+    Done,
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncRun {
+    pub kind: SyncKind,
+    /// Order of creation within the company (newest is highest).
+    pub seq: u64,
     pub dataset_ids: Vec<String>,
-    pub done: bool,
+    /// Transactions created with the sync (current API).
+    pub transaction_ids: Vec<String>,
+    pub phase: SyncPhase,
     pub started: chrono::DateTime<chrono::Utc>,
     pub finished: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -95,12 +140,52 @@ pub struct Company {
     pub running_syncs: usize,
     pub max_running_syncs: usize,
     pub attachments: u64,
+    /// Successful creates: v1 datasets and current-API creates.
+    pub create_calls: u64,
+    /// Current-API syncs waiting to run, oldest first.
+    pub queue: VecDeque<String>,
+    /// Whether a worker is draining `queue`.
+    pub worker: bool,
+    next_seq: u64,
 }
 
 impl Company {
+    /// Every transaction of a sync, whichever API created it.
     pub fn sync_transactions(&self, sync_id: &str) -> Vec<String> {
         let Some(sync) = self.syncs.get(sync_id) else { return Vec::new() };
-        sync.dataset_ids.iter().filter_map(|d| self.datasets.get(d)).flat_map(|d| d.items.iter().cloned()).collect()
+        let from_datasets =
+            sync.dataset_ids.iter().filter_map(|d| self.datasets.get(d)).flat_map(|d| d.items.iter().cloned());
+        from_datasets.chain(sync.transaction_ids.iter().cloned()).collect()
+    }
+
+    /// Records a new sync; returns its id.
+    pub fn add_sync(&mut self, kind: SyncKind, dataset_ids: Vec<String>, transaction_ids: Vec<String>) -> String {
+        let sync_id = uuid::Uuid::new_v4().to_string();
+        self.next_seq += 1;
+        let phase = if kind == SyncKind::V1 { SyncPhase::Running } else { SyncPhase::Queued };
+        let run = SyncRun {
+            kind,
+            seq: self.next_seq,
+            dataset_ids,
+            transaction_ids,
+            phase,
+            started: chrono::Utc::now(),
+            finished: None,
+        };
+        self.syncs.insert(sync_id.clone(), run);
+        sync_id
+    }
+
+    pub fn start_running(&mut self) {
+        self.running_syncs += 1;
+        self.max_running_syncs = self.max_running_syncs.max(self.running_syncs);
+    }
+
+    /// Syncs newest first.
+    pub fn syncs_newest_first(&self) -> Vec<(&String, &SyncRun)> {
+        let mut syncs: Vec<_> = self.syncs.iter().collect();
+        syncs.sort_by_key(|(_, sync)| std::cmp::Reverse(sync.seq));
+        syncs
     }
 }
 
@@ -111,8 +196,10 @@ pub struct Inner {
     pub faults: Vec<Fault>,
     pub webhooks_to_drop: HashMap<String, u32>,
     /// Transaction ids left out of sync transaction listings (Codat not reporting them).
-    pub unreported: std::collections::HashSet<String>,
+    pub unreported: HashSet<String>,
     pub webhooks_sent: u64,
+    /// Bumped by a reset, so syncs started before it stop touching the new state.
+    pub generation: u64,
 }
 
 pub struct Shared {

@@ -1,61 +1,16 @@
-//! Running a sync and telling the application about it.
+//! Telling the application that a sync finished (both APIs' syncs get the same webhooks).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::state::{Shared, TxnStatus};
+use crate::state::Shared;
 use crate::WebhookMode;
 
-/// Sum of netAmount + taxAmount over a transaction's lines, in hundredths (cents).
-fn line_total(transaction: &Value) -> i64 {
-    let cents = |v: &Value| (v.as_f64().unwrap_or(0.0) * 100.0).round() as i64;
-    transaction["lines"]
-        .as_array()
-        .map(|lines| lines.iter().map(|l| cents(&l["netAmount"]) + cents(&l["taxAmount"])).sum())
-        .unwrap_or(0)
-}
-
-/// After the configured delay, settles every transaction of the sync and sends the webhook.
-pub async fn run_sync(shared: Arc<Shared>, company: String, sync_id: String) {
-    tokio::time::sleep(shared.config.sync_delay).await;
-    let transactions: Vec<Value> = {
-        let mut inner = shared.lock();
-        let state = inner.companies.get_mut(&company).expect("company of a running sync");
-        let ids = state.sync_transactions(&sync_id);
-        let mut report = Vec::new();
-        for id in ids {
-            let txn = state.transactions.get_mut(&id).expect("transaction of a dataset");
-            let total = line_total(&txn.body);
-            if total > 0 {
-                txn.status = TxnStatus::Completed;
-            } else {
-                txn.status = TxnStatus::ValidationError;
-                txn.message = Some(format!(
-                    "The line item total {:.2} must be greater than zero for a {} transaction",
-                    total as f64 / 100.0,
-                    txn.body["type"].as_str().unwrap_or("Payment")
-                ));
-            }
-            report.push(json!({
-                "id": id,
-                "status": if txn.status == TxnStatus::Completed { "Completed" } else { "Failed" },
-                "errorMessage": txn.message,
-            }));
-        }
-        let sync = state.syncs.get_mut(&sync_id).expect("running sync");
-        sync.done = true;
-        sync.finished = Some(chrono::Utc::now());
-        state.running_syncs -= 1;
-        report
-    };
-    let successful = transactions.iter().all(|t| t["status"] == "Completed");
-    deliver(&shared, &company, &sync_id, successful, transactions).await;
-}
-
-async fn deliver(shared: &Shared, company: &str, sync_id: &str, successful: bool, transactions: Vec<Value>) {
+/// Sends the sync's `expenses.sync.*` webhook (or legacy rule payload), unless the company's
+/// next webhooks are to be dropped. Retries a failed delivery twice.
+pub async fn deliver(shared: &Shared, company: &str, sync_id: &str, successful: bool, transactions: Vec<Value>) {
     let Some(url) = shared.config.webhook_url.clone() else { return };
     {
         let mut inner = shared.lock();
@@ -83,7 +38,10 @@ async fn deliver(shared: &Shared, company: &str, sync_id: &str, successful: bool
                 Ok(signer) => signer,
                 Err(e) => return tracing::error!("bad webhook secret: {e}"),
             };
-            let signature = signer.sign(&message_id, timestamp, body.as_bytes()).expect("signing");
+            let signature = match signer.sign(&message_id, timestamp, body.as_bytes()) {
+                Ok(signature) => signature,
+                Err(e) => return tracing::error!("signing the webhook: {e}"),
+            };
             let headers = vec![
                 ("webhook-id".to_string(), message_id),
                 ("webhook-timestamp".to_string(), timestamp.to_string()),

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use codat_sandbox::{Call, Config};
+use expense_sync::codat::v1::ExpenseTransaction;
 use expense_sync::codat::*;
 use expense_sync::domain::{CompanyId, DatasetId, ExpenseId};
 use serde_json::{json, Value};
@@ -25,17 +26,17 @@ fn schema_example(spec: &Value, schema: &str, example: &str) -> Value {
 fn spec_examples_parse_into_the_models() {
     let spec = spec();
     // The list example spells `_links` as `links`; both are accepted.
-    let list: TransactionMetadataList =
+    let list: Transactions =
         serde_json::from_value(schema_example(&spec, "TransactionMetadataList", "Example 1")).unwrap();
     assert_eq!(list.total_results, 2);
-    assert!(list.results.iter().all(TransactionMetadata::is_completed_expense));
+    assert!(list.results.iter().all(Transaction::is_completed_expense));
 
     // The source document's `expense` counts as an expense; an unknown value is kept.
-    let ok: TransactionMetadata =
+    let ok: Transaction =
         serde_json::from_value(schema_example(&spec, "TransactionMetadata", "Successful Transaction")).unwrap();
     assert_eq!(ok.integration_type, Some(IntegrationType::Expenses));
     assert!(ok.is_completed_expense());
-    let bad: TransactionMetadata =
+    let bad: Transaction =
         serde_json::from_value(schema_example(&spec, "TransactionMetadata", "Unsuccessful Transaction")).unwrap();
     assert_eq!(bad.status, Some(TransactionStatus::ValidationError));
     assert_eq!(bad.integration_type, Some(IntegrationType::Other("string".into())));
@@ -95,7 +96,7 @@ fn client(base: &str) -> CodatClient {
     CodatClient::new(base, KEY, retry).unwrap()
 }
 
-fn transaction(id: ExpenseId, net: f64) -> ExpenseTransaction {
+fn transaction(id: ExpenseId, net: f64) -> expense_sync::domain::Transaction {
     serde_json::from_value(json!({
         "id": id, "type": "Payment", "issueDate": "2024-05-21T00:00:00Z", "currency": "GBP",
         "lines": [{"netAmount": net, "taxAmount": 1.5, "accountRef": {"id": "42"}}]
@@ -111,9 +112,14 @@ async fn fault(base: &str, fault: Value) {
     reqwest::Client::new().post(format!("{base}/_sandbox/faults")).json(&fault).send().await.unwrap();
 }
 
-async fn synced(codat: &CodatClient, company: CompanyId, items: &[ExpenseTransaction]) -> expense_sync::domain::SyncId {
-    let dataset = codat.create_expense_dataset(company, items).await.unwrap();
-    let sync = codat.initiate_sync(company, &[dataset]).await.unwrap();
+async fn synced(
+    codat: &CodatClient,
+    company: CompanyId,
+    items: &[expense_sync::domain::Transaction],
+) -> expense_sync::domain::SyncId {
+    let items: Vec<_> = items.iter().collect();
+    let dataset = codat.v1().create_expense_dataset(company, &items).await.unwrap();
+    let sync = codat.v1().initiate_sync(company, &[dataset]).await.unwrap();
     for _ in 0..100 {
         if codat.sync_status(company, sync).await.unwrap().is_finished() {
             return sync;
@@ -180,7 +186,7 @@ async fn throttling_waits_for_retry_after_then_succeeds() {
         .await;
     let started = Instant::now();
     let dataset: DatasetId =
-        codat.create_expense_dataset(company, &[transaction(ExpenseId::random(), 1.0)]).await.unwrap();
+        codat.v1().create_expense_dataset(company, &[&transaction(ExpenseId::random(), 1.0)]).await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
     assert_eq!(codat.calls_made(), 2);
     let _ = dataset;
@@ -191,8 +197,11 @@ async fn a_create_whose_answer_was_lost_is_not_repeated() {
     let base = sandbox().await;
     let codat = client(&base);
     fault(&base, json!({"pathContains": "/data/expense-transactions", "status": 500, "times": 1})).await;
-    let err =
-        codat.create_expense_dataset(CompanyId::random(), &[transaction(ExpenseId::random(), 1.0)]).await.unwrap_err();
+    let err = codat
+        .v1()
+        .create_expense_dataset(CompanyId::random(), &[&transaction(ExpenseId::random(), 1.0)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, CodatError::Unavailable { maybe_applied: true, .. }), "{err}");
     assert_eq!(codat.calls_made(), 1, "a 500 on a create must not be retried");
 }
@@ -213,9 +222,9 @@ async fn refusals_carry_codats_error_message() {
     let codat = client(&base);
     let company = CompanyId::random();
     let id = ExpenseId::random();
-    codat.create_expense_dataset(company, &[transaction(id, 1.0)]).await.unwrap();
+    codat.v1().create_expense_dataset(company, &[&transaction(id, 1.0)]).await.unwrap();
     // The same transaction id again: Codat's idempotency key refuses it.
-    let err = codat.create_expense_dataset(company, &[transaction(id, 1.0)]).await.unwrap_err();
+    let err = codat.v1().create_expense_dataset(company, &[&transaction(id, 1.0)]).await.unwrap_err();
     let CodatError::Rejected { status, error } = err else { panic!("expected a refusal") };
     assert_eq!(status, 400);
     assert!(error.correlation_id.is_some());
@@ -235,8 +244,11 @@ async fn an_unreachable_codat_is_reported_as_not_applied() {
         ..Default::default()
     };
     let codat = CodatClient::new("http://127.0.0.1:9", KEY, retry).unwrap();
-    let err =
-        codat.create_expense_dataset(CompanyId::random(), &[transaction(ExpenseId::random(), 1.0)]).await.unwrap_err();
+    let err = codat
+        .v1()
+        .create_expense_dataset(CompanyId::random(), &[&transaction(ExpenseId::random(), 1.0)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, CodatError::Unavailable { maybe_applied: false, .. }), "{err}");
     assert!(codat.calls_made() > 1, "connection failures are retried");
 }

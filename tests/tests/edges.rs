@@ -65,3 +65,58 @@ async fn webhooks_without_a_valid_signature_are_refused() {
 fn chrono_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn intake_accepts_exactly_what_the_selected_api_accepts() {
+    let stack = Stack::from_env();
+    let refused = |field: &'static str, edit: Box<dyn Fn(&mut serde_json::Value)>| (field, edit);
+    let cases = match stack.api() {
+        common::Api::Expenses => vec![
+            refused("expenses[0].type", Box::new(|b| b["expenses"][0]["type"] = json!("TransferIn"))),
+            refused(
+                "expenses[1].contactRef.contactType",
+                Box::new(|b| b["expenses"][1]["contactRef"] = json!({"id": "430", "contactType": "Supplier"})),
+            ),
+            refused(
+                "expenses[0].receipt.contentType",
+                Box::new(|b| b["expenses"][0]["receipt"]["contentType"] = json!("image/webp")),
+            ),
+            refused(
+                "reimbursableExpenses[0].dueDate",
+                Box::new(|b| b["reimbursableExpenses"][0]["dueDate"] = json!("soon")),
+            ),
+            refused(
+                "reimbursableExpenses[0].merchantName",
+                Box::new(|b| b["reimbursableExpenses"][0]["merchantName"] = json!("Trainline")),
+            ),
+        ],
+        common::Api::V1 => vec![
+            refused(
+                "expenses[0].bankAccountRef",
+                Box::new(|b| b["expenses"][0]["bankAccountRef"] = json!({"id": "97"})),
+            ),
+            refused("expenses[0].reference", Box::new(|b| b["expenses"][0]["reference"] = json!("card 4590"))),
+            refused(
+                "expenses[1].contactRef.type",
+                Box::new(|b| b["expenses"][1]["contactRef"] = json!({"id": "430", "type": "Supplier"})),
+            ),
+            refused(
+                "expenses[0].lines[0].trackingRefs[0].dataType",
+                Box::new(|b| b["expenses"][0]["lines"][0]["trackingRefs"][0]["dataType"] = json!("trackingCategories")),
+            ),
+            refused("reimbursableExpenses", Box::new(|b| b["reimbursableExpenses"] = json!([]))),
+        ],
+    };
+    for (field, edit) in cases {
+        let mut approval = stack.sample_approval();
+        edit(&mut approval.body);
+        let (status, answer) = stack.approve(&approval.company, &approval.body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{answer}");
+        // Nothing of the batch was stored, and Codat heard nothing.
+        for id in approval.ids() {
+            assert_eq!(stack.expense(&approval.company, &id).await.0, 404);
+        }
+        assert!(stack.codat_calls(&approval.company).await.is_empty());
+    }
+}

@@ -1,7 +1,7 @@
-use expense_sync::codat::CodatClient;
-use expense_sync::domain::{ApprovalBatch, CompanyId, Expense, Status};
+use expense_sync::codat::{self, CodatClient};
+use expense_sync::domain::{ApprovalBatch, CodatApi, CompanyId, Expense, Status};
 use expense_sync::edge::{json, problem, APPROVE_EXPENSES};
-use expense_sync::flows::intake::{approve, IntakeError};
+use expense_sync::flows::intake::{approve, Approved, IntakeError};
 use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
 use expense_sync::store::Store;
@@ -17,6 +17,8 @@ pub struct Services {
     pub store: Store,
     pub receipts: ReceiptStore,
     pub codat: CodatClient,
+    /// `CODAT_API`: the API new approvals are validated for and created with.
+    pub api: CodatApi,
 }
 
 impl Services {
@@ -31,6 +33,7 @@ impl Services {
             receipts: ReceiptStore::from_env(&config)?,
             // API Gateway gives up after 30 s: leave room to record the outcome.
             codat: codat_client(&config, Duration::from_secs(15)).await?,
+            api: codat::api_from_env()?,
         })
     }
 }
@@ -46,14 +49,16 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
     let Ok(company) = path_parameter(&request, "companyId").parse::<CompanyId>() else {
         return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));
     };
-    let batch = match ApprovalBatch::parse(company, request.body().as_ref()) {
+    let rules = codat::intake_rules(services.api);
+    let batch = match ApprovalBatch::parse(company, request.body().as_ref(), rules) {
         Ok(batch) => batch,
         Err(err) => return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some(&err.field), &err.message)),
     };
-    let span = tracing::info_span!("approval", company_id = %company, expenses = batch.expenses.len());
-    let result = approve(&batch, &services.store, &services.receipts, &services.codat).instrument(span).await;
+    let span = tracing::info_span!("approval", company_id = %company, expenses = batch.expenses.len(), codat_api = %services.api);
+    let result =
+        approve(&batch, services.api, &services.store, &services.receipts, &services.codat).instrument(span).await;
     Ok(match result {
-        Ok(expenses) => answer(company, &expenses),
+        Ok(approved) => answer(company, &approved),
         Err(IntakeError::Conflict { field, expense_id }) => problem(
             StatusCode::CONFLICT,
             "conflict",
@@ -82,10 +87,16 @@ fn path_parameter(request: &Request, name: &str) -> String {
 
 /// 202 when every expense is on its way; otherwise the status says what went wrong and each
 /// expense says how it stands.
-fn answer(company: CompanyId, expenses: &[Expense]) -> Response<String> {
+fn answer(company: CompanyId, approved: &Approved) -> Response<String> {
+    let expenses = &approved.expenses;
     let any = |status: Status| expenses.iter().any(|e| e.status == status);
     let (status, note) = if any(Status::Unconfirmed) {
         (StatusCode::BAD_GATEWAY, Some("Codat's answer was lost for some expenses; they need checking in Codat"))
+    } else if approved.unresolved > 0 {
+        (
+            StatusCode::BAD_GATEWAY,
+            Some("Codat's answer was lost for some expenses; they stay submitting while Codat's sync lists are checked, and continue on their own"),
+        )
     } else if any(Status::Failed) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("Codat refused some expenses; see each expense's failure"))
     } else if any(Status::Approved) {

@@ -1,5 +1,7 @@
 //! Approval intake: parse a batch of approved expenses into valid domain values, or name the
-//! first field that is wrong. Nothing downstream re-checks what is checked here.
+//! first field that is wrong. What each Codat API accepts comes from that API's
+//! [`IntakeRules`], so a batch holds exactly what the selected API can take. Nothing downstream
+//! re-checks what is checked here.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,25 +11,50 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::transaction::{BillTo, Contact, ContactType, Line, Ref, Tracking, Transaction, TransactionKind};
 use super::{CompanyId, ExpenseId};
-use crate::codat::{ContactRef, ExpenseTransaction, ExpenseTransactionLine, RecordRef, TransactionType};
 
-/// At most this many expenses in one approval request (split into datasets of 50).
+/// At most this many expenses in one approval request (split into chunks of 50 for Codat).
 pub const MAX_BATCH: usize = 100;
-/// Largest receipt accepted, decoded. API Gateway caps the whole request at 10 MB.
-pub const MAX_RECEIPT_BYTES: usize = 4 * 1024 * 1024;
 const MAX_LINES: usize = 100;
 const MAX_TRACKING_REFS: usize = 10;
 const MAX_TEXT: usize = 1000;
 
-/// A receipt content type we accept, with the magic bytes its file must start with.
-const RECEIPT_TYPES: &[(&str, &[&[u8]])] = &[
+/// Content types we can recognise, with the magic bytes their files start with.
+const RECEIPT_MAGIC: &[(&str, &[&[u8]])] = &[
     ("application/pdf", &[b"%PDF-"]),
     ("image/png", &[b"\x89PNG\r\n\x1a\n"]),
     ("image/jpeg", &[b"\xff\xd8\xff"]),
     ("image/gif", &[b"GIF87a", b"GIF89a"]),
     ("image/webp", &[b"RIFF"]),
 ];
+
+/// What one Codat API accepts at intake. Each API declares its own (`codat::v1::INTAKE`,
+/// `codat::expenses::INTAKE`); the parser below applies whichever the deployment selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeRules {
+    /// The API's name, for messages.
+    pub api: &'static str,
+    pub expense_types: &'static [TransactionKind],
+    /// Optional fields of an expense the API takes (beyond id, type, issueDate, currency, lines).
+    pub expense_fields: &'static [&'static str],
+    /// Optional line fields the API takes (beyond netAmount).
+    pub line_fields: &'static [&'static str],
+    /// Line fields the API requires (beyond netAmount).
+    pub line_requires: &'static [&'static str],
+    /// A line names an account or an item, never both (the current API's `itemRef`).
+    pub account_or_item: bool,
+    /// How `contactRef` spells its type field: `contactType` (v1's schema) or `type`.
+    pub contact_type_field: &'static str,
+    /// Optional fields of a tracking reference (beyond id).
+    pub tracking_fields: &'static [&'static str],
+    /// Reimbursable expenses, when the API has them: their optional fields, and their lines'.
+    pub reimbursable_fields: Option<&'static [&'static str]>,
+    pub reimbursable_line_fields: &'static [&'static str],
+    /// Receipt content types every integration of the API can attach, and the largest size.
+    pub receipt_types: &'static [&'static str],
+    pub max_receipt_bytes: usize,
+}
 
 /// A request field that is missing or wrong: the HTTP edge answers 400 with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +103,10 @@ impl fmt::Debug for Receipt {
     }
 }
 
-/// One approved expense: the Codat transaction to create plus its receipt.
+/// One approved expense: the transaction to create in Codat plus its receipt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovedExpense {
-    pub transaction: ExpenseTransaction,
+    pub transaction: Transaction,
     pub receipt: Receipt,
 }
 
@@ -102,7 +129,8 @@ impl ApprovedExpense {
     }
 }
 
-/// A valid batch of approved expenses for one company.
+/// A valid batch of approved expenses for one company: card expenses first, then reimbursable
+/// ones, each in request order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalBatch {
     pub company_id: CompanyId,
@@ -110,23 +138,47 @@ pub struct ApprovalBatch {
 }
 
 impl ApprovalBatch {
-    /// Parses the approval request body: `{"expenses": [...]}`.
-    pub fn parse(company_id: CompanyId, body: &[u8]) -> Result<Self, ValidationError> {
+    /// Parses the approval request body, `{"expenses": [...], "reimbursableExpenses": [...]}`,
+    /// accepting exactly what `rules` (the selected Codat API) accepts.
+    pub fn parse(company_id: CompanyId, body: &[u8], rules: &IntakeRules) -> Result<Self, ValidationError> {
+        if rules.reimbursable_fields.is_none() {
+            // Refuse the kind itself before its items' fields are judged by the other API.
+            let keys: std::collections::HashMap<String, serde::de::IgnoredAny> = parse_json(body)?;
+            if keys.contains_key("reimbursableExpenses") {
+                return Err(ValidationError::new(
+                    "reimbursableExpenses",
+                    format!("{} has no reimbursable expenses; they need Codat's current Expenses API", rules.api),
+                ));
+            }
+        }
         let raw: RawBatch = parse_json(body)?;
-        if raw.expenses.is_empty() {
+        let reimbursables = raw.reimbursable_expenses.unwrap_or_default();
+        let cards = raw.expenses.unwrap_or_default();
+        let count = cards.len() + reimbursables.len();
+        if count == 0 {
             return Err(ValidationError::new("expenses", "must hold at least one expense"));
         }
-        if raw.expenses.len() > MAX_BATCH {
+        if count > MAX_BATCH {
+            let field =
+                if cards.len() > MAX_BATCH || reimbursables.is_empty() { "expenses" } else { "reimbursableExpenses" };
             return Err(ValidationError::new(
-                "expenses",
-                format!("holds {} expenses; at most {MAX_BATCH} per request", raw.expenses.len()),
+                field,
+                format!("holds {count} expenses; at most {MAX_BATCH} per request"),
             ));
         }
         let mut seen = HashSet::new();
-        let mut expenses = Vec::with_capacity(raw.expenses.len());
-        for (index, raw_expense) in raw.expenses.into_iter().enumerate() {
-            let at = format!("expenses[{index}]");
-            let expense = raw_expense.validate(&at)?;
+        let mut expenses = Vec::with_capacity(count);
+        let parsed = cards
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (format!("expenses[{i}]"), e.validate(&format!("expenses[{i}]"), rules)))
+            .chain(reimbursables.into_iter().enumerate().map(|(i, e)| {
+                let at = format!("reimbursableExpenses[{i}]");
+                let expense = e.validate(&at, rules);
+                (at, expense)
+            }));
+        for (at, expense) in parsed {
+            let expense = expense?;
             if !seen.insert(expense.id()) {
                 return Err(ValidationError::new(
                     format!("{at}.id"),
@@ -164,35 +216,77 @@ fn strip_position(message: &str) -> String {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawBatch {
-    expenses: Vec<RawExpense>,
+    expenses: Option<Vec<RawExpense>>,
+    reimbursable_expenses: Option<Vec<RawReimbursable>>,
 }
 
+/// A card expense: the superset of both APIs' `ExpenseTransaction`; the rules pick.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawExpense {
     id: String,
     #[serde(rename = "type")]
-    kind: TransactionType,
+    kind: String,
     issue_date: String,
     currency: String,
     currency_rate: Option<Decimal>,
-    contact_ref: Option<ContactRef>,
+    contact_ref: Option<RawContact>,
+    bank_account_ref: Option<Ref>,
+    reference: Option<String>,
     merchant_name: Option<String>,
     lines: Vec<RawLine>,
     notes: Option<String>,
+    post_as_draft: Option<bool>,
     receipt: RawReceipt,
+}
+
+/// The current API's reimbursable expense transaction, plus its receipt.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawReimbursable {
+    id: String,
+    reference: Option<String>,
+    contact_ref: RawContact,
+    ap_account_ref: Option<Ref>,
+    issue_date: String,
+    due_date: String,
+    currency: String,
+    currency_rate: Option<Decimal>,
+    notes: Option<String>,
+    lines: Vec<RawLine>,
+    receipt: RawReceipt,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawContact {
+    id: String,
+    contact_type: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawLine {
     net_amount: Decimal,
-    tax_amount: Decimal,
-    account_ref: RecordRef,
-    tax_rate_ref: Option<RecordRef>,
-    tracking_refs: Option<Vec<RecordRef>>,
+    tax_amount: Option<Decimal>,
+    account_ref: Option<Ref>,
+    tax_rate_ref: Option<Ref>,
+    item_ref: Option<Ref>,
+    tracking_refs: Option<Vec<Tracking>>,
+    invoice_to: Option<RawBillTo>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBillTo {
+    id: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -204,64 +298,241 @@ struct RawReceipt {
     data: String,
 }
 
+/// Refuses the first present field that `allowed` does not list.
+fn only_allowed(
+    at: &str,
+    api: &str,
+    allowed: &[&str],
+    present: &[(&'static str, bool)],
+) -> Result<(), ValidationError> {
+    match present.iter().find(|(name, is_present)| *is_present && !allowed.contains(name)) {
+        Some((name, _)) => Err(ValidationError::new(format!("{at}.{name}"), format!("is not accepted by {api}"))),
+        None => Ok(()),
+    }
+}
+
+/// The fields every kind shares: id, dates, currency and rate, contact, lines.
+struct Common {
+    id: ExpenseId,
+    issue_date: String,
+    contact_ref: Option<Contact>,
+    lines: Vec<Line>,
+}
+
+#[allow(clippy::too_many_arguments)] // the shared fields of two request shapes, named one by one
+fn common(
+    at: &str,
+    rules: &IntakeRules,
+    line_fields: &[&str],
+    id: &str,
+    issue_date: &str,
+    currency: &str,
+    currency_rate: Option<Decimal>,
+    contact: Option<RawContact>,
+    lines: Vec<RawLine>,
+) -> Result<Common, ValidationError> {
+    let id: ExpenseId = id.parse().map_err(|_| ValidationError::new(format!("{at}.id"), "must be a UUID"))?;
+    let issue_date = date(issue_date, &format!("{at}.issueDate"))?;
+    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(ValidationError::new(format!("{at}.currency"), "must be an ISO 4217 code such as GBP"));
+    }
+    if let Some(rate) = currency_rate {
+        if rate <= Decimal::ZERO {
+            return Err(ValidationError::new(format!("{at}.currencyRate"), "must be greater than 0"));
+        }
+    }
+    let contact_ref = contact.map(|c| c.validate(&format!("{at}.contactRef"), rules)).transpose()?;
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(ValidationError::new(format!("{at}.lines"), format!("must hold 1 to {MAX_LINES} lines")));
+    }
+    let lines = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| line.validate(&format!("{at}.lines[{i}]"), rules, line_fields))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Common { id, issue_date, contact_ref, lines })
+}
+
 impl RawExpense {
-    fn validate(self, at: &str) -> Result<ApprovedExpense, ValidationError> {
-        let id: ExpenseId = self.id.parse().map_err(|_| ValidationError::new(format!("{at}.id"), "must be a UUID"))?;
-        let issue_date = canonical_date(&self.issue_date).ok_or_else(|| {
+    fn validate(self, at: &str, rules: &IntakeRules) -> Result<ApprovedExpense, ValidationError> {
+        let kind = rules.expense_types.iter().copied().find(|k| k.as_str() == self.kind).ok_or_else(|| {
+            let allowed: Vec<&str> = rules.expense_types.iter().map(|k| k.as_str()).collect();
             ValidationError::new(
-                format!("{at}.issueDate"),
-                "must be an ISO 8601 date or date-time, e.g. 2024-05-21 or 2024-05-21T00:00:00Z",
+                format!("{at}.type"),
+                format!("must be one of {} under {}", allowed.join(", "), rules.api),
             )
         })?;
-        if !(self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-            return Err(ValidationError::new(format!("{at}.currency"), "must be an ISO 4217 code such as GBP"));
+        only_allowed(
+            at,
+            rules.api,
+            rules.expense_fields,
+            &[
+                ("currencyRate", self.currency_rate.is_some()),
+                ("contactRef", self.contact_ref.is_some()),
+                ("bankAccountRef", self.bank_account_ref.is_some()),
+                ("reference", self.reference.is_some()),
+                ("merchantName", self.merchant_name.is_some()),
+                ("notes", self.notes.is_some()),
+                ("postAsDraft", self.post_as_draft.is_some()),
+            ],
+        )?;
+        if let Some(bank) = &self.bank_account_ref {
+            non_blank(&bank.id, &format!("{at}.bankAccountRef.id"))?;
         }
-        if let Some(rate) = self.currency_rate {
-            if rate <= Decimal::ZERO {
-                return Err(ValidationError::new(format!("{at}.currencyRate"), "must be greater than 0"));
+        for (name, text) in
+            [("reference", &self.reference), ("merchantName", &self.merchant_name), ("notes", &self.notes)]
+        {
+            if let Some(text) = text {
+                bounded_text(text, &format!("{at}.{name}"))?;
             }
         }
-        if let Some(contact) = &self.contact_ref {
-            non_blank(&contact.id, &format!("{at}.contactRef.id"))?;
-        }
-        if let Some(name) = &self.merchant_name {
-            bounded_text(name, &format!("{at}.merchantName"))?;
-        }
-        if let Some(notes) = &self.notes {
-            bounded_text(notes, &format!("{at}.notes"))?;
-        }
-        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
-            return Err(ValidationError::new(format!("{at}.lines"), format!("must hold 1 to {MAX_LINES} lines")));
-        }
-        let lines = self
-            .lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, line)| line.validate(&format!("{at}.lines[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let receipt = self.receipt.validate(&format!("{at}.receipt"))?;
+        let Common { id, issue_date, contact_ref, lines } = common(
+            at,
+            rules,
+            rules.line_fields,
+            &self.id,
+            &self.issue_date,
+            &self.currency,
+            self.currency_rate,
+            self.contact_ref,
+            self.lines,
+        )?;
+        let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
-            transaction: ExpenseTransaction {
+            transaction: Transaction {
                 id,
-                kind: self.kind,
+                kind,
                 issue_date,
                 currency: self.currency,
                 currency_rate: self.currency_rate,
-                contact_ref: self.contact_ref,
+                contact_ref,
                 merchant_name: self.merchant_name,
                 lines,
                 notes: self.notes,
+                bank_account_ref: self.bank_account_ref,
+                reference: self.reference,
+                post_as_draft: self.post_as_draft,
+                due_date: None,
+                ap_account_ref: None,
             },
             receipt,
         })
     }
 }
 
+impl RawReimbursable {
+    fn validate(self, at: &str, rules: &IntakeRules) -> Result<ApprovedExpense, ValidationError> {
+        only_allowed(
+            at,
+            rules.api,
+            rules.reimbursable_fields.unwrap_or_default(),
+            &[
+                ("reference", self.reference.is_some()),
+                ("apAccountRef", self.ap_account_ref.is_some()),
+                ("currencyRate", self.currency_rate.is_some()),
+                ("notes", self.notes.is_some()),
+            ],
+        )?;
+        if let Some(ap) = &self.ap_account_ref {
+            non_blank(&ap.id, &format!("{at}.apAccountRef.id"))?;
+        }
+        for (name, text) in [("reference", &self.reference), ("notes", &self.notes)] {
+            if let Some(text) = text {
+                bounded_text(text, &format!("{at}.{name}"))?;
+            }
+        }
+        let due_date = date(&self.due_date, &format!("{at}.dueDate"))?;
+        let Common { id, issue_date, contact_ref, lines } = common(
+            at,
+            rules,
+            rules.reimbursable_line_fields,
+            &self.id,
+            &self.issue_date,
+            &self.currency,
+            self.currency_rate,
+            Some(self.contact_ref),
+            self.lines,
+        )?;
+        let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
+        Ok(ApprovedExpense {
+            transaction: Transaction {
+                id,
+                kind: TransactionKind::Reimbursable,
+                issue_date,
+                currency: self.currency,
+                currency_rate: self.currency_rate,
+                contact_ref,
+                merchant_name: None,
+                lines,
+                notes: self.notes,
+                bank_account_ref: None,
+                reference: self.reference,
+                post_as_draft: None,
+                due_date: Some(due_date),
+                ap_account_ref: self.ap_account_ref,
+            },
+            receipt,
+        })
+    }
+}
+
+impl RawContact {
+    fn validate(self, at: &str, rules: &IntakeRules) -> Result<Contact, ValidationError> {
+        non_blank(&self.id, &format!("{at}.id"))?;
+        let (spelled, other) = if rules.contact_type_field == "type" {
+            (self.kind, ("contactType", self.contact_type.is_some()))
+        } else {
+            (self.contact_type, ("type", self.kind.is_some()))
+        };
+        only_allowed(at, rules.api, &[], &[other])?;
+        let contact_type = match spelled.as_deref() {
+            None => None,
+            Some("Supplier") => Some(ContactType::Supplier),
+            Some(_) => {
+                return Err(ValidationError::new(format!("{at}.{}", rules.contact_type_field), "must be Supplier"))
+            }
+        };
+        Ok(Contact { id: self.id, contact_type })
+    }
+}
+
 impl RawLine {
-    fn validate(self, at: &str) -> Result<ExpenseTransactionLine, ValidationError> {
-        non_blank(&self.account_ref.id, &format!("{at}.accountRef.id"))?;
-        if let Some(tax_rate) = &self.tax_rate_ref {
-            non_blank(&tax_rate.id, &format!("{at}.taxRateRef.id"))?;
+    fn validate(self, at: &str, rules: &IntakeRules, allowed: &[&str]) -> Result<Line, ValidationError> {
+        let present = [
+            ("taxAmount", self.tax_amount.is_some()),
+            ("taxRateRef", self.tax_rate_ref.is_some()),
+            ("accountRef", self.account_ref.is_some()),
+            ("itemRef", self.item_ref.is_some()),
+            ("trackingRefs", self.tracking_refs.is_some()),
+            ("invoiceTo", self.invoice_to.is_some()),
+            ("description", self.description.is_some()),
+        ];
+        only_allowed(at, rules.api, allowed, &present)?;
+        if let Some((name, _)) =
+            present.iter().find(|(name, is_present)| !is_present && rules.line_requires.contains(name))
+        {
+            return Err(ValidationError::new(format!("{at}.{name}"), format!("is required by {}", rules.api)));
+        }
+        if rules.account_or_item {
+            match (&self.account_ref, &self.item_ref) {
+                (None, None) => {
+                    return Err(ValidationError::new(format!("{at}.accountRef"), "is required (or itemRef)"))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ValidationError::new(
+                        format!("{at}.itemRef"),
+                        "cannot be given together with accountRef",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for (name, reference) in
+            [("accountRef", &self.account_ref), ("taxRateRef", &self.tax_rate_ref), ("itemRef", &self.item_ref)]
+        {
+            if let Some(reference) = reference {
+                non_blank(&reference.id, &format!("{at}.{name}.id"))?;
+            }
         }
         if let Some(refs) = &self.tracking_refs {
             if refs.is_empty() || refs.len() > MAX_TRACKING_REFS {
@@ -271,21 +542,44 @@ impl RawLine {
                 ));
             }
             for (i, tracking) in refs.iter().enumerate() {
-                non_blank(&tracking.id, &format!("{at}.trackingRefs[{i}].id"))?;
+                let tracking_at = format!("{at}.trackingRefs[{i}]");
+                non_blank(&tracking.id, &format!("{tracking_at}.id"))?;
+                only_allowed(
+                    &tracking_at,
+                    rules.api,
+                    rules.tracking_fields,
+                    &[("dataType", tracking.data_type.is_some())],
+                )?;
             }
         }
-        Ok(ExpenseTransactionLine {
+        let invoice_to = match self.invoice_to {
+            None => None,
+            Some(bill_to) => {
+                non_blank(&bill_to.id, &format!("{at}.invoiceTo.id"))?;
+                if bill_to.kind.as_deref().is_some_and(|k| k != "customer") {
+                    return Err(ValidationError::new(format!("{at}.invoiceTo.type"), "must be customer"));
+                }
+                Some(BillTo { id: bill_to.id })
+            }
+        };
+        if let Some(description) = &self.description {
+            bounded_text(description, &format!("{at}.description"))?;
+        }
+        Ok(Line {
             net_amount: self.net_amount,
             tax_amount: self.tax_amount,
             tax_rate_ref: self.tax_rate_ref,
             account_ref: self.account_ref,
             tracking_refs: self.tracking_refs,
+            item_ref: self.item_ref,
+            invoice_to,
+            description: self.description,
         })
     }
 }
 
 impl RawReceipt {
-    fn validate(self, at: &str) -> Result<Receipt, ValidationError> {
+    fn validate(self, at: &str, rules: &IntakeRules) -> Result<Receipt, ValidationError> {
         let name = self.file_name.trim();
         if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
             return Err(ValidationError::new(
@@ -294,19 +588,20 @@ impl RawReceipt {
             ));
         }
         let content_type = self.content_type.trim().to_ascii_lowercase();
-        let Some((_, magics)) = RECEIPT_TYPES.iter().find(|(t, _)| *t == content_type) else {
-            let allowed: Vec<&str> = RECEIPT_TYPES.iter().map(|(t, _)| *t).collect();
+        let magics = RECEIPT_MAGIC
+            .iter()
+            .find(|(t, _)| *t == content_type && rules.receipt_types.contains(t))
+            .map(|(_, magics)| *magics);
+        let Some(magics) = magics else {
             return Err(ValidationError::new(
                 format!("{at}.contentType"),
-                format!("must be one of {}", allowed.join(", ")),
+                format!("must be one of {} under {}", rules.receipt_types.join(", "), rules.api),
             ));
         };
+        let max = rules.max_receipt_bytes;
         // Bound the work before decoding: base64 grows data by a third.
-        if self.data.len() > MAX_RECEIPT_BYTES / 3 * 4 + 4 {
-            return Err(ValidationError::new(
-                format!("{at}.data"),
-                format!("receipt exceeds {MAX_RECEIPT_BYTES} bytes"),
-            ));
+        if self.data.len() > max / 3 * 4 + 4 {
+            return Err(ValidationError::new(format!("{at}.data"), too_large(max, rules.api)));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(self.data.trim())
@@ -314,17 +609,18 @@ impl RawReceipt {
         if bytes.is_empty() {
             return Err(ValidationError::new(format!("{at}.data"), "must not be empty"));
         }
-        if bytes.len() > MAX_RECEIPT_BYTES {
-            return Err(ValidationError::new(
-                format!("{at}.data"),
-                format!("receipt exceeds {MAX_RECEIPT_BYTES} bytes"),
-            ));
+        if bytes.len() > max {
+            return Err(ValidationError::new(format!("{at}.data"), too_large(max, rules.api)));
         }
         if !magics.iter().any(|magic| bytes.starts_with(magic)) {
             return Err(ValidationError::new(format!("{at}.data"), format!("is not a {content_type} file")));
         }
         Ok(Receipt { file_name: name.to_string(), content_type, bytes })
     }
+}
+
+fn too_large(max: usize, api: &str) -> String {
+    format!("receipt exceeds {max} bytes, the most every integration of {api} accepts")
 }
 
 fn non_blank(value: &str, field: &str) -> Result<(), ValidationError> {
@@ -339,6 +635,12 @@ fn bounded_text(value: &str, field: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new(field, format!("must be at most {MAX_TEXT} characters")));
     }
     Ok(())
+}
+
+fn date(value: &str, field: &str) -> Result<String, ValidationError> {
+    canonical_date(value).ok_or_else(|| {
+        ValidationError::new(field, "must be an ISO 8601 date or date-time, e.g. 2024-05-21 or 2024-05-21T00:00:00Z")
+    })
 }
 
 /// Accepts `YYYY-MM-DD` or an RFC 3339 date-time, and returns Codat's date-time form.
@@ -378,8 +680,24 @@ mod tests {
         })
     }
 
+    /// A v1-like API: every field the parser knows, by v1's rules.
+    const RULES: IntakeRules = IntakeRules {
+        api: "the test API",
+        expense_types: &[TransactionKind::Payment, TransactionKind::Refund],
+        expense_fields: &["currencyRate", "contactRef", "merchantName", "notes"],
+        line_fields: &["taxAmount", "taxRateRef", "accountRef", "trackingRefs"],
+        line_requires: &["taxAmount", "accountRef"],
+        account_or_item: false,
+        contact_type_field: "contactType",
+        tracking_fields: &[],
+        reimbursable_fields: None,
+        reimbursable_line_fields: &[],
+        receipt_types: &["application/pdf", "image/png"],
+        max_receipt_bytes: 1024,
+    };
+
     fn parse(body: Value) -> Result<ApprovalBatch, ValidationError> {
-        ApprovalBatch::parse(company(), body.to_string().as_bytes())
+        ApprovalBatch::parse(company(), body.to_string().as_bytes(), &RULES)
     }
 
     fn field_of(body: Value) -> String {
@@ -396,11 +714,11 @@ mod tests {
         assert_eq!(expense.transaction.issue_date, "2024-05-21T00:00:00Z");
         assert_eq!(expense.transaction.lines[0].net_amount.to_string(), "110.42");
         assert_eq!(expense.receipt.bytes, PNG);
-        let codat = serde_json::to_value(&expense.transaction).unwrap();
-        assert_eq!(codat["lines"][0]["netAmount"], json!(110.42));
-        assert_eq!(codat["lines"][0]["accountRef"]["id"], "42");
-        assert_eq!(codat["type"], "Payment");
-        assert!(codat.get("receipt").is_none());
+        let stored = serde_json::to_value(&expense.transaction).unwrap();
+        assert_eq!(stored["lines"][0]["netAmount"], json!(110.42));
+        assert_eq!(stored["lines"][0]["accountRef"]["id"], "42");
+        assert_eq!(stored["type"], "Payment");
+        assert!(stored.get("receipt").is_none());
     }
 
     #[test]
@@ -462,7 +780,68 @@ mod tests {
         assert_eq!(field_of(json!({"expenses": [expense(ID), expense(ID)]})), "expenses[1].id");
         let many: Vec<Value> = (0..=MAX_BATCH).map(|_| expense(&uuid::Uuid::new_v4().to_string())).collect();
         assert_eq!(field_of(json!({"expenses": many})), "expenses");
-        assert_eq!(ApprovalBatch::parse(company(), b"not json").unwrap_err().field, "body");
+        assert_eq!(ApprovalBatch::parse(company(), b"not json", &RULES).unwrap_err().field, "body");
+    }
+
+    #[test]
+    fn the_rules_decide_types_fields_and_receipts() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, &str, Mutation)> = vec![
+            ("expenses[0].type", "must be one of Payment, Refund", Box::new(|e| e["type"] = json!("TransferIn"))),
+            ("expenses[0].bankAccountRef", "not accepted", Box::new(|e| e["bankAccountRef"] = json!({"id": "9"}))),
+            ("expenses[0].postAsDraft", "not accepted", Box::new(|e| e["postAsDraft"] = json!(true))),
+            (
+                "expenses[0].lines[0].itemRef",
+                "not accepted",
+                Box::new(|e| e["lines"][0]["itemRef"] = json!({"id": "1"})),
+            ),
+            (
+                "expenses[0].lines[0].taxAmount",
+                "required",
+                Box::new(|e| {
+                    e["lines"][0].as_object_mut().unwrap().remove("taxAmount");
+                }),
+            ),
+            (
+                "expenses[0].lines[0].trackingRefs[0].dataType",
+                "not accepted",
+                Box::new(|e| e["lines"][0]["trackingRefs"][0]["dataType"] = json!("customers")),
+            ),
+            (
+                "expenses[0].contactRef.type",
+                "not accepted",
+                Box::new(|e| e["contactRef"] = json!({"id": "1", "type": "Supplier"})),
+            ),
+            (
+                "expenses[0].receipt.contentType",
+                "image/png",
+                Box::new(|e| e["receipt"]["contentType"] = json!("image/gif")),
+            ),
+            (
+                "expenses[0].receipt.data",
+                "exceeds 1024 bytes",
+                Box::new(|e| {
+                    let big = [PNG, &[0u8; 2000]].concat();
+                    e["receipt"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(big));
+                }),
+            ),
+        ];
+        for (field, words, mutate) in cases {
+            let mut e = expense(ID);
+            mutate(&mut e);
+            let err = parse(json!({"expenses": [e]})).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
+        let mut supplier = expense(ID);
+        supplier["contactRef"] = json!({"id": "1", "contactType": "Supplier"});
+        let parsed = parse(json!({"expenses": [supplier]})).unwrap();
+        assert_eq!(
+            parsed.expenses[0].transaction.contact_ref.as_ref().unwrap().contact_type,
+            Some(ContactType::Supplier)
+        );
+        let reimbursable = json!({"reimbursableExpenses": [expense(ID)]});
+        assert_eq!(field_of(reimbursable), "reimbursableExpenses");
     }
 
     #[test]

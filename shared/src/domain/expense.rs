@@ -1,10 +1,12 @@
 //! The expense life-cycle as one state machine.
 //!
 //! ```text
-//! approved ─▶ submitting ─▶ submitted ─▶ syncing ─▶ synced ─▶ uploading ─▶ uploaded
-//!    ▲            │ │            │          │          ▲          │ │
-//!    └─abandoned──┘ │            │          │          └─abandoned┘ │
-//!                   ▼            ▼          ▼                       ▼
+//!                         (v1: dataset)
+//!                       ┌─▶ submitted ─┐
+//! approved ─▶ submitting ─────────────────▶ syncing ─▶ synced ─▶ uploading ─▶ uploaded
+//!    ▲            │ │    (current API: sync)   │          ▲          │ │
+//!    └─abandoned──┘ │            │             │          └─abandoned┘ │
+//!                   ▼            ▼             ▼                       ▼
 //!        failed / unconfirmed  failed  failed / unconfirmed  uploadFailed / unconfirmed
 //! ```
 //!
@@ -16,8 +18,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{CompanyId, DatasetId, ExpenseId, SyncId};
-use crate::codat::ExpenseTransaction;
+use super::{CodatApi, CompanyId, DatasetId, ExpenseId, SyncId, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,7 +123,10 @@ pub struct Expense {
     pub company_id: CompanyId,
     pub expense_id: ExpenseId,
     pub status: Status,
-    pub transaction: ExpenseTransaction,
+    /// The Codat API it was approved for, and is created and synced with.
+    #[serde(default = "CodatApi::legacy")]
+    pub api: CodatApi,
+    pub transaction: Transaction,
     pub receipt: ReceiptRef,
     pub fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +148,9 @@ impl Expense {
             "companyId": self.company_id,
             "expenseId": self.expense_id,
             "status": self.status,
+            "kind": if self.transaction.is_reimbursable() { "reimbursable" } else { "expense" },
+            "type": self.transaction.kind,
+            "codatApi": self.api,
             "datasetId": self.dataset_id,
             "syncId": self.sync_id,
             "attachmentId": self.attachment_id,
@@ -168,6 +175,10 @@ pub enum Event {
     SubmissionAbandoned,
     DatasetCreated {
         dataset_id: DatasetId,
+    },
+    /// Codat's current API created the transaction and queued its sync itself.
+    SyncCreated {
+        sync_id: SyncId,
     },
     SubmissionRejected(Failure),
     /// Codat may or may not have created it: never post it again without a person checking.
@@ -199,6 +210,7 @@ impl Event {
             Event::SubmissionStarted => (Approved, Submitting),
             Event::SubmissionAbandoned => (Submitting, Approved),
             Event::DatasetCreated { .. } => (Submitting, Submitted),
+            Event::SyncCreated { .. } => (Submitting, Syncing),
             Event::SubmissionRejected(_) => (Submitting, Failed),
             Event::SubmissionUnconfirmed(_) => (Submitting, Unconfirmed),
             Event::SyncStarted { .. } => (Submitted, Syncing),
@@ -257,7 +269,7 @@ impl Expense {
         self.updated_at = now;
         match &transition.event {
             Event::DatasetCreated { dataset_id } => self.dataset_id = Some(*dataset_id),
-            Event::SyncStarted { sync_id } => self.sync_id = Some(*sync_id),
+            Event::SyncStarted { sync_id } | Event::SyncCreated { sync_id } => self.sync_id = Some(*sync_id),
             Event::ReceiptUploaded { attachment_id } => self.attachment_id = Some(attachment_id.clone()),
             Event::SubmissionRejected(f)
             | Event::SubmissionUnconfirmed(f)
@@ -299,6 +311,23 @@ mod tests {
         ]);
         assert_eq!(status, Status::Uploaded);
         assert!(status.is_final());
+    }
+
+    #[test]
+    fn on_the_current_api_the_create_starts_the_sync() {
+        let status = walk(vec![
+            Event::SubmissionStarted,
+            Event::SyncCreated { sync_id: SyncId::random() },
+            Event::TransactionCompleted,
+            Event::UploadStarted,
+            Event::ReceiptUploaded { attachment_id: "1".into() },
+        ]);
+        assert_eq!(status, Status::Uploaded);
+        // A lost answer resolved twice (intake and the sweep) moves the expense once.
+        assert!(matches!(
+            transition(Status::Syncing, Event::SyncCreated { sync_id: SyncId::random() }),
+            Err(InvalidTransition::AlreadyDone { .. })
+        ));
     }
 
     #[test]

@@ -4,7 +4,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CompanyId, DatasetId, ExpenseId, SyncId};
+use super::{CodatApi, CompanyId, DatasetId, ExpenseId, SyncId};
+
+/// What Codat answered a create with: a v1 dataset to sync later, or (current API) the sync
+/// Codat already queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Dataset(DatasetId),
+    Sync(SyncId),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +52,11 @@ pub enum SyncState {
 pub struct Sync {
     pub company_id: CompanyId,
     pub sync_id: SyncId,
+    /// The API that created the sync; v1 syncs hold the company's sync lock.
+    #[serde(default = "CodatApi::legacy")]
+    pub api: CodatApi,
+    /// The v1 datasets it syncs (none on the current API).
+    #[serde(default)]
     pub dataset_ids: Vec<DatasetId>,
     pub expense_ids: Vec<ExpenseId>,
     pub state: SyncState,

@@ -1,11 +1,12 @@
-//! Sync initiation: one sync per company at a time, batching every pending dataset.
+//! Sync initiation (v1 only): one sync per company at a time, batching every pending dataset.
+//! On the current API the create itself starts the sync, so nothing here runs for it.
 
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
 use super::{apply_once, failure_from, FlowError};
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{CompanyId, DatasetId, Event, ExpenseId, LockHolder, Stage, Sync, SyncId, SyncState};
+use crate::domain::{CodatApi, CompanyId, DatasetId, Event, ExpenseId, LockHolder, Stage, Sync, SyncId, SyncState};
 use crate::store::{Store, StoreError};
 
 /// How long an initiating invocation may hold the lock: far beyond the function's timeout.
@@ -49,12 +50,13 @@ pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyI
     let dataset_ids: Vec<DatasetId> = pending.iter().map(|d| d.dataset_id).collect();
     let expense_ids: Vec<ExpenseId> = pending.iter().flat_map(|d| d.expense_ids.iter().copied()).collect();
 
-    match codat.initiate_sync(company, &dataset_ids).await {
+    match codat.v1().initiate_sync(company, &dataset_ids).await {
         Ok(sync_id) => {
             tracing::info!(%sync_id, datasets = dataset_ids.len(), expenses = expense_ids.len(), "sync initiated");
             let sync = Sync {
                 company_id: company,
                 sync_id,
+                api: CodatApi::V1,
                 dataset_ids,
                 expense_ids: expense_ids.clone(),
                 state: SyncState::Running,

@@ -1,10 +1,10 @@
-//! Approval intake: store receipts and expenses, then create Codat datasets for them.
+//! Approval intake: store receipts and expenses, then create them in Codat.
 
 use chrono::Utc;
 
 use super::submit::submit_approved;
 use crate::codat::CodatClient;
-use crate::domain::{ApprovalBatch, Expense, ExpenseId, Status};
+use crate::domain::{ApprovalBatch, CodatApi, Expense, ExpenseId, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::{Store, StoreError};
 
@@ -19,14 +19,23 @@ pub enum IntakeError {
     Receipts(String),
 }
 
-/// Records every expense of `batch` (idempotently) and submits those not yet in a dataset.
-/// Returns the expenses of the batch as they now stand, in batch order.
+/// The expenses of a batch as they now stand, in batch order.
+#[derive(Debug)]
+pub struct Approved {
+    pub expenses: Vec<Expense>,
+    /// Expenses whose create answer was lost and that Codat could not yet confirm.
+    pub unresolved: usize,
+}
+
+/// Records every expense of `batch` (idempotently, for `api`, the API it was validated for)
+/// and submits those not yet created in Codat.
 pub async fn approve(
     batch: &ApprovalBatch,
+    api: CodatApi,
     store: &Store,
     receipts: &ReceiptStore,
     codat: &CodatClient,
-) -> Result<Vec<Expense>, IntakeError> {
+) -> Result<Approved, IntakeError> {
     let company = batch.company_id;
     let ids: Vec<ExpenseId> = batch.expenses.iter().map(|e| e.id()).collect();
 
@@ -46,6 +55,7 @@ pub async fn approve(
             company_id: company,
             expense_id: approved.id(),
             status: Status::Approved,
+            api,
             transaction: approved.transaction.clone(),
             receipt,
             fingerprint: approved.fingerprint(),
@@ -67,10 +77,10 @@ pub async fn approve(
         stored.extend(raced);
     }
 
-    submit_approved(store, codat, company, &stored).await?;
+    let submission = submit_approved(store, codat, company, &stored).await?;
     let mut current = store.get_expenses(company, &ids).await?;
     current.sort_by_key(|e| ids.iter().position(|id| *id == e.expense_id));
-    Ok(current)
+    Ok(Approved { expenses: current, unresolved: submission.unresolved })
 }
 
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {

@@ -2,8 +2,9 @@
 //!
 //! | step                     | module      | run by                               |
 //! |--------------------------|-------------|--------------------------------------|
-//! | approve & create dataset | [`intake`], [`submit`] | approval-intake (and the sweep) |
-//! | initiate sync            | [`initiate`]| sync-initiation (stream + schedule)  |
+//! | approve & create         | [`intake`], [`submit`] | approval-intake (and the sweep) |
+//! | lost create answer       | [`resolve`] | approval-intake, the sweep (current API) |
+//! | initiate sync (v1)       | [`initiate`]| sync-initiation (stream + schedule)  |
 //! | check transactions       | [`outcome`] | webhook-receipt, sync-initiation's sweep |
 //! | upload receipt           | [`upload`]  | attachment-upload (stream)           |
 
@@ -11,6 +12,7 @@ pub mod initiate;
 #[cfg(feature = "receipts")]
 pub mod intake;
 pub mod outcome;
+pub mod resolve;
 pub mod submit;
 pub mod sweep;
 #[cfg(feature = "receipts")]

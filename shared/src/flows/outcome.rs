@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::{apply_once, FlowError};
-use crate::codat::{CodatClient, CodatError, TransactionMetadata, TransactionStatus};
+use crate::codat::{CodatClient, CodatError, Transaction};
 use crate::domain::{CompanyId, Event, ExpenseId, Failure, Stage, Status, SyncId, SyncState};
 use crate::store::Store;
 
@@ -21,32 +21,6 @@ pub enum Recorded {
     AlreadyFinished,
     /// Not a sync this deployment started (another system on the same Codat client).
     UnknownSync,
-}
-
-/// The event Codat's report on one transaction means for its expense; `None` while it is open.
-pub fn event_for(metadata: &TransactionMetadata) -> Option<Event> {
-    let status = metadata.status.as_ref()?;
-    match status {
-        TransactionStatus::Completed if metadata.is_completed_expense() => Some(Event::TransactionCompleted),
-        TransactionStatus::Completed => Some(Event::TransactionFailed(Failure {
-            stage: Stage::Sync,
-            reason: format!(
-                "Codat synced it as a {:?} transaction; receipts can only be attached to expense transactions",
-                metadata.integration_type
-            ),
-            codat_status: Some("Completed".into()),
-            correlation_id: None,
-        })),
-        TransactionStatus::Pending | TransactionStatus::Unknown => None,
-        TransactionStatus::ValidationError | TransactionStatus::PushError | TransactionStatus::Other(_) => {
-            Some(Event::TransactionFailed(Failure {
-                stage: Stage::Sync,
-                reason: metadata.message.clone().unwrap_or_else(|| format!("Codat reported {}", status.as_str())),
-                codat_status: Some(status.as_str().to_string()),
-                correlation_id: None,
-            }))
-        }
-    }
 }
 
 pub async fn record_sync_outcome(
@@ -85,14 +59,14 @@ async fn record(
     let transactions = codat.sync_transactions(company, sync_id).await.map_err(|err| match err {
         CodatError::Rejected { .. } | CodatError::Unavailable { .. } => FlowError::Retry(err.to_string()),
     })?;
-    let mut reported: HashMap<ExpenseId, &TransactionMetadata> = HashMap::new();
-    for metadata in &transactions {
-        match metadata.transaction_id.as_deref().map(str::parse::<ExpenseId>) {
-            Some(Ok(id)) => {
-                reported.insert(id, metadata);
+    let mut reported: HashMap<ExpenseId, &Transaction> = HashMap::new();
+    for transaction in &transactions {
+        match transaction.expense_id() {
+            Some(id) => {
+                reported.insert(id, transaction);
             }
-            _ => {
-                tracing::warn!(transaction_id = ?metadata.transaction_id, "Codat reported a transaction id that is not ours")
+            None => {
+                tracing::warn!(transaction_id = ?transaction.transaction_id, "Codat reported a transaction id that is not ours")
             }
         }
     }
@@ -104,7 +78,7 @@ async fn record(
         if expense.status == Status::Submitted {
             apply_once(store, &mut expense, Event::SyncStarted { sync_id }).await?;
         }
-        if let Some(event) = reported.get(&expense.expense_id).and_then(|m| event_for(m)) {
+        if let Some(event) = reported.get(&expense.expense_id).and_then(|t| t.event()) {
             apply_once(store, &mut expense, event).await?;
         } else if give_up_on_unreported && expense.status == Status::Syncing {
             let last_word = reported.get(&expense.expense_id).and_then(|m| m.status.as_ref());
@@ -131,45 +105,10 @@ async fn record(
         tracing::info!(waiting, "sync has transactions without a final status");
         return Ok(Recorded::StillRunning { waiting });
     }
-    if store.finish_sync(company, sync_id).await? {
+    if store.finish_sync(&sync).await? {
         tracing::info!(synced, failed, "sync finished; lock released");
         Ok(Recorded::Finished { synced, failed })
     } else {
         Ok(Recorded::AlreadyFinished)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codat::IntegrationType;
-
-    fn metadata(status: &str, integration: Option<IntegrationType>) -> TransactionMetadata {
-        serde_json::from_value::<TransactionMetadata>(serde_json::json!({"status": status}))
-            .map(|mut m| {
-                m.integration_type = integration;
-                m.message = Some("The line item total must equal the transaction total".into());
-                m
-            })
-            .unwrap()
-    }
-
-    #[test]
-    fn statuses_map_to_expense_events() {
-        assert_eq!(
-            event_for(&metadata("Completed", Some(IntegrationType::Expenses))),
-            Some(Event::TransactionCompleted)
-        );
-        assert_eq!(event_for(&metadata("Completed", None)), Some(Event::TransactionCompleted));
-        assert!(matches!(
-            event_for(&metadata("Completed", Some(IntegrationType::Bankfeeds))),
-            Some(Event::TransactionFailed(_))
-        ));
-        assert_eq!(event_for(&metadata("Pending", None)), None);
-        assert_eq!(event_for(&metadata("Unknown", None)), None);
-        let Some(Event::TransactionFailed(failure)) = event_for(&metadata("ValidationError", None)) else { panic!() };
-        assert_eq!(failure.codat_status.as_deref(), Some("ValidationError"));
-        assert!(failure.reason.contains("line item total"));
-        assert!(matches!(event_for(&metadata("SomethingNew", None)), Some(Event::TransactionFailed(_))));
     }
 }

@@ -1,74 +1,172 @@
-//! Posting approved expenses to Codat as datasets of at most 50.
+//! Creating approved expenses in Codat: chunks of at most 50 of one kind, each with the API
+//! its expenses were approved for. A v1 create answers a dataset (synced later by
+//! `initiate`); a current-API create answers the sync Codat queued, recorded at once.
 
-use chrono::Utc;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 
 use super::failure_from;
+use super::resolve::find_created_sync;
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, Stage, Status, MAX_DATASET_ITEMS};
+use crate::domain::{
+    CodatApi, CompanyId, Created, Dataset, DatasetStatus, Event, Expense, Stage, Status, Sync, SyncId, SyncState,
+    MAX_CREATE_ITEMS,
+};
 use crate::store::{Store, StoreError};
 
-/// Posts every `approved` expense among `expenses` to Codat, in datasets of at most 50.
-/// Each is claimed (`submitting`, conditional on still being `approved`) before the post, so
-/// no two invocations post it, even when a record given here is already out of date.
+/// How a submission went, beyond what each expense's status says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Submission {
+    /// Expenses whose create answer was lost and that Codat's sync lists do not show yet: they
+    /// stay `submitting` and the sweep keeps asking Codat about them.
+    pub unresolved: usize,
+}
+
+/// Posts every `approved` expense among `expenses` to Codat. Each is claimed (`submitting`,
+/// conditional on still being `approved`) before the post, so no two invocations post it, even
+/// when a record given here is already out of date.
 pub async fn submit_approved(
     store: &Store,
     codat: &CodatClient,
     company: CompanyId,
     expenses: &[Expense],
-) -> Result<(), StoreError> {
-    let approved: Vec<&Expense> = expenses.iter().filter(|e| e.status == Status::Approved).collect();
-    for chunk in approved.chunks(MAX_DATASET_ITEMS) {
-        let claims: Vec<_> = chunk
-            .iter()
-            .map(|e| (*e, e.transition(Event::SubmissionStarted).expect("approved expenses can be claimed")))
-            .collect();
-        match store.apply_all(&claims).await {
-            Ok(()) => {}
-            // Another invocation claimed some of them: it submits them; a later replay of
-            // this batch reports how they fared.
-            Err(StoreError::Conflict(reason)) => {
-                tracing::info!(%reason, "expenses claimed elsewhere; leaving them to that invocation");
-                continue;
-            }
-            Err(err) => return Err(err),
-        }
-        let claimed: Vec<Expense> = chunk
-            .iter()
-            .map(|e| {
-                let mut e = (*e).clone();
-                e.status = Status::Submitting;
-                e
-            })
-            .collect();
-        let items: Vec<_> = claimed.iter().map(|e| e.transaction.clone()).collect();
-        let outcome = codat.create_expense_dataset(company, &items).await;
-        let event = |result: &Result<DatasetId, CodatError>| match result {
-            Ok(dataset_id) => Event::DatasetCreated { dataset_id: *dataset_id },
-            Err(err @ CodatError::Rejected { .. }) => Event::SubmissionRejected(failure_from(Stage::Submission, err)),
-            Err(CodatError::Unavailable { maybe_applied: false, .. }) => Event::SubmissionAbandoned,
-            Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) => {
-                Event::SubmissionUnconfirmed(failure_from(Stage::Submission, err))
-            }
-        };
-        let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event(&outcome)).expect("claimed"))).collect();
-        match &outcome {
-            Ok(dataset_id) => {
-                tracing::info!(%dataset_id, expenses = claimed.len(), "dataset created");
-                let dataset = Dataset {
-                    company_id: company,
-                    dataset_id: *dataset_id,
-                    expense_ids: claimed.iter().map(|e| e.expense_id).collect(),
-                    status: DatasetStatus::Pending,
-                    sync_id: None,
-                    created_at: Utc::now(),
-                };
-                store.record_dataset(&dataset, &moves).await?;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, expenses = claimed.len(), "dataset not created");
-                store.apply_all(&moves).await?;
-            }
+) -> Result<Submission, StoreError> {
+    // One create call takes one API's transactions of one kind (card or reimbursable).
+    let mut groups: BTreeMap<(CodatApi, bool), Vec<&Expense>> = BTreeMap::new();
+    for expense in expenses.iter().filter(|e| e.status == Status::Approved) {
+        groups.entry((expense.api, expense.transaction.is_reimbursable())).or_default().push(expense);
+    }
+    let mut submission = Submission::default();
+    for ((api, _), group) in groups {
+        for chunk in group.chunks(MAX_CREATE_ITEMS) {
+            submission.unresolved += submit_chunk(store, codat, company, api, chunk).await?;
         }
     }
-    Ok(())
+    Ok(submission)
+}
+
+/// Claims, creates and records one chunk; returns how many were left unresolved.
+async fn submit_chunk(
+    store: &Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    api: CodatApi,
+    chunk: &[&Expense],
+) -> Result<usize, StoreError> {
+    let claims: Vec<_> = chunk
+        .iter()
+        .map(|e| (*e, e.transition(Event::SubmissionStarted).expect("approved expenses can be claimed")))
+        .collect();
+    match store.apply_all(&claims).await {
+        Ok(()) => {}
+        // Another invocation claimed some of them: it submits them; a later replay of this
+        // batch reports how they fared.
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(%reason, "expenses claimed elsewhere; leaving them to that invocation");
+            return Ok(0);
+        }
+        Err(err) => return Err(err),
+    }
+    let claimed_at = Utc::now();
+    let claimed: Vec<Expense> =
+        chunk.iter().map(|e| Expense { status: Status::Submitting, updated_at: claimed_at, ..(*e).clone() }).collect();
+    let transactions: Vec<_> = claimed.iter().map(|e| &e.transaction).collect();
+    let outcome = codat.create(api, company, &transactions).await;
+    let settle = |event: Event| {
+        let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
+        async move { store.apply_all(&moves).await }
+    };
+    match outcome {
+        Ok(Created::Dataset(dataset_id)) => {
+            tracing::info!(%dataset_id, expenses = claimed.len(), "dataset created");
+            let dataset = Dataset {
+                company_id: company,
+                dataset_id,
+                expense_ids: claimed.iter().map(|e| e.expense_id).collect(),
+                status: DatasetStatus::Pending,
+                sync_id: None,
+                created_at: Utc::now(),
+            };
+            let event = Event::DatasetCreated { dataset_id };
+            let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
+            store.record_dataset(&dataset, &moves).await?;
+        }
+        Ok(Created::Sync(sync_id)) => {
+            tracing::info!(%sync_id, expenses = claimed.len(), "transactions created; Codat queued their sync");
+            record_created_sync(store, company, sync_id, &claimed).await?;
+        }
+        Err(err @ CodatError::Rejected { .. }) => {
+            tracing::warn!(error = %err, expenses = claimed.len(), "Codat refused the transactions");
+            settle(Event::SubmissionRejected(failure_from(Stage::Submission, &err))).await?;
+        }
+        Err(CodatError::Unavailable { maybe_applied: false, detail }) => {
+            tracing::warn!(%detail, expenses = claimed.len(), "Codat unavailable; the sweep submits them later");
+            settle(Event::SubmissionAbandoned).await?;
+        }
+        Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) if api == CodatApi::V1 => {
+            // v1 cannot tell whether a dataset was created: a person checks.
+            tracing::error!(error = %err, expenses = claimed.len(), "dataset answer lost");
+            settle(Event::SubmissionUnconfirmed(failure_from(Stage::Submission, &err))).await?;
+        }
+        Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) => {
+            tracing::warn!(error = %err, expenses = claimed.len(), "create answer lost; asking Codat's sync lists");
+            return resolve_lost_create(store, codat, company, &claimed, claimed_at).await;
+        }
+    }
+    Ok(0)
+}
+
+/// Looks for the sync a lost create made; records it if found. Returns how many of `claimed`
+/// are still unresolved (left `submitting` for the sweep to ask again).
+pub(crate) async fn resolve_lost_create(
+    store: &Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    claimed: &[Expense],
+    claimed_at: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let wanted: Vec<_> = claimed.iter().map(|e| e.expense_id).collect();
+    match find_created_sync(codat, company, &wanted, claimed_at).await {
+        Ok(Some((sync_id, found))) => {
+            let taken: Vec<Expense> = claimed.iter().filter(|e| found.contains(&e.expense_id)).cloned().collect();
+            tracing::info!(%sync_id, expenses = taken.len(), "Codat took the transactions of the lost answer");
+            record_created_sync(store, company, sync_id, &taken).await?;
+            Ok(claimed.len() - taken.len())
+        }
+        Ok(None) => Ok(claimed.len()),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot ask Codat about the lost answer yet");
+            Ok(claimed.len())
+        }
+    }
+}
+
+/// Records a sync Codat created for `claimed` (all `submitting`) and moves them to `syncing`.
+/// Losing the race to another invocation recording the same sync is not an error.
+pub(crate) async fn record_created_sync(
+    store: &Store,
+    company: CompanyId,
+    sync_id: SyncId,
+    claimed: &[Expense],
+) -> Result<(), StoreError> {
+    let sync = Sync {
+        company_id: company,
+        sync_id,
+        api: CodatApi::Expenses,
+        dataset_ids: Vec::new(),
+        expense_ids: claimed.iter().map(|e| e.expense_id).collect(),
+        state: SyncState::Running,
+        started_at: Utc::now(),
+        finished_at: None,
+    };
+    let event = Event::SyncCreated { sync_id };
+    let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
+    match store.record_created_sync(&sync, &moves).await {
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(%sync_id, %reason, "sync already recorded by another invocation");
+            Ok(())
+        }
+        other => other,
+    }
 }

@@ -1,7 +1,10 @@
 //! The schedule's safety net, so that a lost event delays an expense but never strands it:
 //! * submit expenses still `approved` (Codat was unavailable when they were approved);
-//! * mark claims whose invocation died (a timeout) `unconfirmed`: whether Codat acted is unknown;
-//! * initiate syncs for datasets nobody picked up;
+//! * resolve creates whose answer was lost or whose invocation died (current API): Codat's sync
+//!   lists tell whether it took them;
+//! * mark other claims whose invocation died (a timeout) `unconfirmed`: whether Codat acted is
+//!   unknown;
+//! * initiate syncs for v1 datasets nobody picked up;
 //! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions).
 
 use chrono::{Duration, Utc};
@@ -10,10 +13,11 @@ use std::collections::BTreeMap;
 
 use super::initiate::{initiate_sync, Initiated};
 use super::outcome::{close_sync, record_sync_outcome, Recorded};
-use super::submit::submit_approved;
+use super::resolve::find_created_sync;
+use super::submit::{record_created_sync, submit_approved};
 use super::{apply_once, FlowError};
 use crate::codat::CodatClient;
-use crate::domain::{CompanyId, Event, Expense, Failure, Stage, Status};
+use crate::domain::{CodatApi, CompanyId, Event, Expense, Failure, Stage, Status};
 use crate::store::Store;
 
 /// A webhook normally arrives within seconds; only syncs older than this are polled.
@@ -30,6 +34,8 @@ pub const REPORT_GRACE: Duration = Duration::hours(1);
 pub struct SweepReport {
     pub expenses_resubmitted: usize,
     pub claims_expired: usize,
+    /// Lost creates Codat's sync lists showed it took.
+    pub creates_resolved: usize,
     pub syncs_started: usize,
     pub syncs_polled: usize,
     pub syncs_finished: usize,
@@ -64,12 +70,63 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
     }
     for (company, expenses) in approved {
         match submit_approved(store, codat, company, &expenses).await {
-            Ok(()) => report.expenses_resubmitted += expenses.len(),
+            Ok(_) => report.expenses_resubmitted += expenses.len(),
             Err(err) => report.errors.push(format!("company {company}: {err}")),
         }
     }
 
-    for mut expense in store.stale_claimed_expenses(now - claim_timeout).await? {
+    // Current-API creates whose answer was lost: ask Codat's sync lists, company by company.
+    let mut lost: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
+    let mut abandoned = Vec::new();
+    for expense in store.stale_claimed_expenses(now - poll_after.min(claim_timeout)).await? {
+        if expense.status == Status::Submitting && expense.api == CodatApi::Expenses {
+            lost.entry(expense.company_id).or_default().push(expense);
+        } else if expense.updated_at < now - claim_timeout {
+            abandoned.push(expense);
+        }
+    }
+    for (company, claimed) in lost {
+        // A sync holds the transactions of one create: look again for the rest until none is
+        // found, so claims from several lost creates are each settled.
+        let mut remaining = claimed;
+        let settle_expired: Event = loop {
+            let since = remaining.iter().map(|e| e.updated_at).min().unwrap_or(now);
+            let ids: Vec<_> = remaining.iter().map(|e| e.expense_id).collect();
+            match find_created_sync(codat, company, &ids, since).await {
+                Ok(Some((sync_id, found))) => {
+                    let (taken, rest): (Vec<Expense>, Vec<Expense>) =
+                        remaining.into_iter().partition(|e| found.contains(&e.expense_id));
+                    record_created_sync(store, company, sync_id, &taken).await?;
+                    report.creates_resolved += taken.len();
+                    remaining = rest;
+                    if remaining.is_empty() {
+                        break Event::SubmissionAbandoned;
+                    }
+                }
+                // Codat answered, and no sync since the claim holds them: the create never took
+                // effect, so once no invocation can still be making it, they are submitted again.
+                Ok(None) => break Event::SubmissionAbandoned,
+                Err(err) => {
+                    report.errors.push(format!("company {company}: {err}"));
+                    break Event::SubmissionUnconfirmed(Failure::new(
+                        Stage::Submission,
+                        format!(
+                            "Codat's answer to the create was lost and its sync lists could not be read ({err}); \
+                             check in Codat whether the transaction arrived before retrying"
+                        ),
+                    ));
+                }
+            }
+        };
+        for mut expense in remaining.into_iter().filter(|e| e.updated_at < now - claim_timeout) {
+            tracing::warn!(expense_id = %expense.expense_id, event = ?settle_expired, "lost create settled");
+            if apply_once(store, &mut expense, settle_expired.clone()).await? {
+                report.claims_expired += 1;
+            }
+        }
+    }
+
+    for mut expense in abandoned {
         let (stage, event): (Stage, fn(Failure) -> Event) = match expense.status {
             Status::Submitting => (Stage::Submission, Event::SubmissionUnconfirmed),
             Status::Uploading => (Stage::Upload, Event::UploadUnconfirmed),

@@ -4,9 +4,9 @@
 //! |-----------------|----------------|--------------------|----------------------------------------|
 //! | expense         | `COMPANY#{c}`  | `EXPENSE#{e}`      | `status` drives the stream triggers;   |
 //! |                 |                |                    | approved/claimed ones are in `sweep`   |
-//! | dataset         | `COMPANY#{c}`  | `DATASET#{d}`      | pending ones are in the `sweep` index  |
+//! | dataset (v1)    | `COMPANY#{c}`  | `DATASET#{d}`      | pending ones are in the `sweep` index  |
 //! | sync            | `COMPANY#{c}`  | `SYNC#{s}`         | running ones are in the `sweep` index  |
-//! | sync lock       | `COMPANY#{c}`  | `LOCK`             | exists while a sync is initiated/runs  |
+//! | sync lock (v1)  | `COMPANY#{c}`  | `LOCK`             | exists while a sync is initiated/runs  |
 //! | webhook receipt | `WEBHOOK#{id}` | `WEBHOOK`          | de-duplicates deliveries, expires      |
 
 use std::collections::HashMap;
@@ -22,8 +22,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, ExpenseId, LockHolder, Status, Sync, SyncId,
-    SyncLock, SyncState, Transition,
+    CodatApi, CompanyId, Dataset, DatasetId, DatasetStatus, Event, Expense, ExpenseId, LockHolder, Status, Sync,
+    SyncId, SyncLock, SyncState, Transition,
 };
 
 /// Name of the sparse index listing what the schedule sweep must look at.
@@ -428,21 +428,9 @@ impl Store {
         if sync.dataset_ids.len() + 2 > MAX_TRANSACT_ITEMS {
             return Err(StoreError::Dynamo(format!("{} datasets do not fit one transaction", sync.dataset_ids.len())));
         }
-        let mut sync_item = item(sync, sync_key(company, sync.sync_id), "sync");
-        sync_item.insert("sweepPk".into(), s(SWEEP_RUNNING_SYNC));
-        sync_item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(sync.started_at), company)));
         let now = Utc::now();
         let mut items = vec![
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(sync_item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .expect("put is complete"),
-                )
-                .build(),
+            self.put_new_sync(sync),
             TransactWriteItem::builder()
                 .update(
                     Update::builder()
@@ -469,6 +457,34 @@ impl Store {
         self.transact(items).await
     }
 
+    /// Records a sync Codat's current API created (and queued) for the claimed expenses, and
+    /// moves them to `syncing`, atomically. No lock: Codat queues a company's syncs itself.
+    pub async fn record_created_sync(&self, sync: &Sync, moves: &[(&Expense, Transition)]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut items = vec![self.put_new_sync(sync)];
+        items.extend(moves.iter().map(|(expense, transition)| {
+            expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
+        }));
+        self.transact(items).await
+    }
+
+    /// A new running sync, listed in the sweep index until it finishes.
+    fn put_new_sync(&self, sync: &Sync) -> TransactWriteItem {
+        let mut sync_item = item(sync, sync_key(sync.company_id, sync.sync_id), "sync");
+        sync_item.insert("sweepPk".into(), s(SWEEP_RUNNING_SYNC));
+        sync_item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(sync.started_at), sync.company_id)));
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(sync_item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .expect("put is complete"),
+            )
+            .build()
+    }
+
     pub async fn get_sync(&self, company: CompanyId, sync: SyncId) -> Result<Option<Sync>, StoreError> {
         self.get(sync_key(company, sync)).await
     }
@@ -479,9 +495,10 @@ impl Store {
         items.into_iter().map(from_item).collect()
     }
 
-    /// Marks the sync finished and releases the company's lock, atomically. Returns false when
-    /// another invocation already did (a duplicate webhook racing the sweep).
-    pub async fn finish_sync(&self, company: CompanyId, sync: SyncId) -> Result<bool, StoreError> {
+    /// Marks the sync finished and (v1) releases the company's lock, atomically. Returns false
+    /// when another invocation already did (a duplicate webhook racing the sweep).
+    pub async fn finish_sync(&self, sync: &Sync) -> Result<bool, StoreError> {
+        let (company, api, sync) = (sync.company_id, sync.api, sync.sync_id);
         let finished = TransactWriteItem::builder()
             .update(
                 Update::builder()
@@ -498,7 +515,9 @@ impl Store {
                     .expect("update is complete"),
             )
             .build();
-        let lock_held = self.get_lock(company).await?.is_some_and(|l| l.holder == LockHolder::Sync(sync));
+        // Only v1 syncs take the company's lock; the current API queues syncs itself.
+        let lock_held =
+            api == CodatApi::V1 && self.get_lock(company).await?.is_some_and(|l| l.holder == LockHolder::Sync(sync));
         let mut items = vec![finished];
         if lock_held {
             items.push(self.release_lock_item(company, LockHolder::Sync(sync)));
@@ -681,7 +700,7 @@ fn expense_update(
             set.push("datasetId = :dataset");
             values.insert(":dataset".into(), to_attribute(dataset_id));
         }
-        Event::SyncStarted { sync_id } => {
+        Event::SyncStarted { sync_id } | Event::SyncCreated { sync_id } => {
             set.push("syncId = :sync");
             values.insert(":sync".into(), to_attribute(sync_id));
         }

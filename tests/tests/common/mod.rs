@@ -11,6 +11,12 @@ use uuid::Uuid;
 
 pub const NEEDS_STACK: &str = "needs the local environment: run `local/devenv.py test`";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Expenses,
+    V1,
+}
+
 #[derive(Clone)]
 pub struct Stack {
     pub api: String,
@@ -35,6 +41,17 @@ impl Approval {
     pub fn ids(&self) -> Vec<String> {
         self.receipts.iter().map(|(id, _)| id.clone()).collect()
     }
+
+    /// The card expenses alone (one create call under either API).
+    pub fn cards_only(mut self) -> Self {
+        let reimbursable: Vec<String> = self.body["reimbursableExpenses"]
+            .as_array()
+            .map(|list| list.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        self.body.as_object_mut().unwrap().remove("reimbursableExpenses");
+        self.receipts.retain(|(id, _)| !reimbursable.contains(id));
+        self
+    }
 }
 
 fn env(name: &str) -> String {
@@ -46,14 +63,38 @@ impl Stack {
         Self { api: env("EXPENSE_SYNC_API"), sandbox: env("SANDBOX_URL"), http: reqwest::Client::new() }
     }
 
-    /// The sample approvals of `examples/`, under a fresh company and fresh expense ids.
+    /// The Codat API the functions create new approvals with (`CODAT_API`).
+    pub fn api(&self) -> Api {
+        match std::env::var("CODAT_API").as_deref() {
+            Ok("v1") => Api::V1,
+            _ => Api::Expenses,
+        }
+    }
+
+    /// The sample approvals of `examples/` (the reimbursable ones too, where the API has
+    /// them), under a fresh company and fresh expense ids.
     pub fn sample_approval(&self) -> Approval {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         let spec: Value = serde_json::from_slice(&std::fs::read(root.join("approvals.json")).unwrap()).unwrap();
         let company = Uuid::new_v4().to_string();
         let mut receipts = Vec::new();
+        let mut body = json!({});
+        let kinds: &[&str] = match self.api() {
+            Api::Expenses => &["expenses", "reimbursableExpenses"],
+            Api::V1 => &["expenses"],
+        };
+        for kind in kinds {
+            let (list, sent) = self.fresh(&root, spec[kind].as_array().unwrap());
+            receipts.extend(sent);
+            body[kind] = json!(list);
+        }
+        Approval { company, body, receipts }
+    }
+
+    fn fresh(&self, root: &std::path::Path, samples: &[Value]) -> (Vec<Value>, Vec<(String, SentReceipt)>) {
+        let mut receipts = Vec::new();
         let mut expenses = Vec::new();
-        for mut expense in spec["expenses"].as_array().unwrap().clone() {
+        for mut expense in samples.iter().cloned() {
             let id = Uuid::new_v4().to_string();
             expense["id"] = json!(id);
             let receipt = expense["receipt"].as_object_mut().unwrap();
@@ -69,7 +110,15 @@ impl Stack {
             ));
             expenses.push(expense);
         }
-        Approval { company, body: json!({"expenses": expenses}), receipts }
+        (expenses, receipts)
+    }
+
+    /// The path a create takes under the API, for faults.
+    pub fn create_path(&self, company: &str) -> String {
+        match self.api() {
+            Api::Expenses => format!("{company}/sync/expenses/expense-transactions"),
+            Api::V1 => format!("{company}/sync/expenses/data/expense-transactions"),
+        }
     }
 
     pub async fn approve(&self, company: &str, body: &Value) -> (u16, Value) {
@@ -139,12 +188,19 @@ impl Stack {
     }
 }
 
-/// Transaction ids of every item in the datasets Codat accepted.
-pub fn dataset_items(calls: &[Call]) -> Vec<String> {
+/// Transaction ids of every item Codat took (a v1 dataset, or a current-API create), including
+/// creates Codat acted on whose answer was then lost (an `afterEffect` fault).
+pub fn created_items(calls: &[Call]) -> Vec<String> {
+    let creates =
+        ["/data/expense-transactions", "/sync/expenses/expense-transactions", "/reimbursable-expense-transactions"];
     calls
         .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/data/expense-transactions") && c.status == 200)
-        .flat_map(|c| c.body.as_ref().unwrap()["items"].as_array().unwrap().clone())
+        .filter(|c| c.method == "POST" && creates.iter().any(|p| c.path.ends_with(p)))
+        .filter(|c| c.handled_status == Some(200))
+        .flat_map(|c| {
+            let body = c.body.as_ref().unwrap();
+            body.get("items").unwrap_or(body).as_array().unwrap().clone()
+        })
         .map(|item| item["id"].as_str().unwrap().to_string())
         .collect()
 }

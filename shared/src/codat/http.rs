@@ -1,4 +1,6 @@
-//! HTTP client for the calls of the sync process.
+//! The HTTP transport both API versions share: auth header, retries, error bodies.
+//! Each version's calls are in `v1/client.rs` and `expenses/client.rs`, the calls whose
+//! paths both share in `syncs.rs`.
 //!
 //! Retries follow the YAML's `x-speakeasy-retries` (408, 429, 5XX and connection errors; backoff
 //! from 500 ms, ×1.5, each wait ≤ 60 s) bounded by a caller-chosen budget, and honour
@@ -10,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
-use reqwest::{multipart, RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::models::*;
-use crate::domain::{CompanyId, DatasetId, ExpenseId, SyncId};
+use super::{CodatError, ErrorMessage};
+use crate::domain::CompanyId;
 
 /// Transactions requested per page; the spec allows up to 5000 (PagingInfo says 2000).
 const PAGE_SIZE: u32 = 1000;
@@ -39,39 +41,19 @@ impl Default for RetryPolicy {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CodatError {
-    /// Codat answered with a 4xx: the request was refused and must change before a retry.
-    #[error("Codat refused the request ({status}): {}", .error.summary())]
-    Rejected { status: u16, error: ErrorMessage },
-    /// Codat could not be reached or kept failing. `maybe_applied` is true when Codat may have
-    /// acted on a creating request even so (a 500 or a lost answer), so it must not be repeated.
-    #[error("Codat unavailable: {detail}")]
-    Unavailable { maybe_applied: bool, detail: String },
-}
-
-impl CodatError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            CodatError::Rejected { status, .. } => Some(*status),
-            CodatError::Unavailable { .. } => None,
-        }
-    }
-}
-
 /// Whether repeating a request can change anything in Codat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
+pub(crate) enum Effect {
     ReadOnly,
     Creates,
 }
 
 pub struct CodatClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
     authorization: HeaderValue,
     retry: RetryPolicy,
-    page_size: u32,
+    pub(crate) page_size: u32,
     calls: AtomicU64,
 }
 
@@ -108,86 +90,11 @@ impl CodatClient {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn url(&self, company: CompanyId, rest: &str) -> String {
+    pub(crate) fn url(&self, company: CompanyId, rest: &str) -> String {
         format!("{}/companies/{company}/sync/expenses/{rest}", self.base_url)
     }
 
-    /// `POST .../data/expense-transactions`: 1 to 50 transactions become one dataset.
-    pub async fn create_expense_dataset(
-        &self,
-        company: CompanyId,
-        items: &[ExpenseTransaction],
-    ) -> Result<DatasetId, CodatError> {
-        let url = self.url(company, "data/expense-transactions");
-        let body = CreateExpenseRequest { items };
-        let response: CreateExpenseResponse =
-            self.send(Effect::Creates, &[StatusCode::OK], || self.http.post(&url).json(&body)).await?;
-        Ok(response.dataset_id)
-    }
-
-    /// `POST .../syncs`: answers 202 `SyncInitiated`.
-    pub async fn initiate_sync(&self, company: CompanyId, dataset_ids: &[DatasetId]) -> Result<SyncId, CodatError> {
-        let url = self.url(company, "syncs");
-        let body = PostSync { dataset_ids: dataset_ids.to_vec() };
-        let response: SyncInitiated = self
-            .send(Effect::Creates, &[StatusCode::ACCEPTED, StatusCode::OK], || self.http.post(&url).json(&body))
-            .await?;
-        Ok(response.sync_id)
-    }
-
-    /// `GET .../syncs/{syncId}/status`.
-    pub async fn sync_status(&self, company: CompanyId, sync: SyncId) -> Result<CompanySyncStatus, CodatError> {
-        let url = self.url(company, &format!("syncs/{sync}/status"));
-        self.send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url)).await
-    }
-
-    /// `GET .../syncs/{syncId}/transactions`, every page (computed from `totalResults`).
-    pub async fn sync_transactions(
-        &self,
-        company: CompanyId,
-        sync: SyncId,
-    ) -> Result<Vec<TransactionMetadata>, CodatError> {
-        let url = self.url(company, &format!("syncs/{sync}/transactions"));
-        let mut all = Vec::new();
-        let mut page = 1u32;
-        loop {
-            let query = [("page", page), ("pageSize", self.page_size)];
-            let list: TransactionMetadataList =
-                self.send(Effect::ReadOnly, &[StatusCode::OK], || self.http.get(&url).query(&query)).await?;
-            let received = list.results.len();
-            all.extend(list.results);
-            let page_size = if list.page_size == 0 { self.page_size } else { list.page_size };
-            let pages = list.total_results.div_ceil(page_size);
-            if received == 0 || page >= pages {
-                return Ok(all);
-            }
-            page += 1;
-        }
-    }
-
-    /// `POST .../syncs/{syncId}/transactions/{transactionId}/attachments`, one `file` part.
-    pub async fn upload_attachment(
-        &self,
-        company: CompanyId,
-        sync: SyncId,
-        transaction: ExpenseId,
-        file_name: &str,
-        content_type: &str,
-        bytes: &[u8],
-    ) -> Result<Attachment, CodatError> {
-        let url = self.url(company, &format!("syncs/{sync}/transactions/{transaction}/attachments"));
-        self.send(Effect::Creates, &[StatusCode::OK, StatusCode::CREATED], || {
-            // The form is consumed by sending, so each attempt builds its own.
-            let part = multipart::Part::bytes(bytes.to_vec())
-                .file_name(file_name.to_string())
-                .mime_str(content_type)
-                .unwrap_or_else(|_| multipart::Part::bytes(bytes.to_vec()).file_name(file_name.to_string()));
-            self.http.post(&url).multipart(multipart::Form::new().part("file", part))
-        })
-        .await
-    }
-
-    async fn send<T: DeserializeOwned>(
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         effect: Effect,
         success: &[StatusCode],

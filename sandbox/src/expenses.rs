@@ -1,0 +1,170 @@
+//! The current Expenses API's create endpoints (`Codat-Sync-Expenses-current.yaml`).
+//!
+//! `POST .../expense-transactions` and `POST .../reimbursable-expense-transactions` take a bare
+//! array of 1–50 transactions; Codat stores them, creates and queues their sync itself and
+//! answers 200 `{syncId}`. The sync-status, transactions and attachment endpoints they share
+//! with v1 live in `syncs.rs`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::errors::{company_not_found, invalid, item_error, parse_uuid};
+use crate::state::{Shared, SyncKind, Txn, TxnKind, TxnStatus};
+use crate::validate::{self, Errors, Presence};
+
+/// Since 2024 Codat refuses the transfer and adjustment types here (they have their own endpoints).
+pub const EXPENSE_TYPES: &[&str] = &["Payment", "Refund", "Reward", "Chargeback"];
+
+pub fn routes(state: Arc<Shared>) -> Router {
+    let base = "/companies/{companyId}/sync/expenses";
+    Router::new()
+        .route(&format!("{base}/expense-transactions"), post(create_expenses))
+        .route(&format!("{base}/reimbursable-expense-transactions"), post(create_reimbursables))
+        .with_state(state)
+}
+
+async fn create_expenses(State(shared): State<Arc<Shared>>, Path(company): Path<String>, body: Bytes) -> Response {
+    create(&shared, &company, &body, TxnKind::Expense)
+}
+
+async fn create_reimbursables(State(shared): State<Arc<Shared>>, Path(company): Path<String>, body: Bytes) -> Response {
+    create(&shared, &company, &body, TxnKind::Reimbursable)
+}
+
+fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Response {
+    let Some(company) = parse_uuid(company) else { return company_not_found() };
+    let items = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) if (1..=50).contains(&items.len()) => items,
+        Ok(Value::Array(items)) => {
+            return invalid(vec![item_error(
+                None,
+                format!("The body must hold 1 to 50 transactions, got {}", items.len()),
+            )])
+        }
+        Ok(_) => return invalid(vec![item_error(None, "The body must be a JSON array of transactions".into())]),
+        Err(e) => return invalid(vec![item_error(None, format!("The body is not valid JSON: {e}"))]),
+    };
+    let mut errors = Vec::new();
+    let mut ids = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let mut found = Errors::default();
+        let at = format!("[{index}].");
+        let id = match kind {
+            TxnKind::Expense => expense_transaction(item, &at, &mut found),
+            TxnKind::Reimbursable => reimbursable_transaction(item, &at, &mut found),
+        };
+        let item_id = item.get("id").and_then(Value::as_str);
+        errors.extend(found.messages.into_iter().map(|m| item_error(item_id, m)));
+        ids.extend(id);
+    }
+    if !errors.is_empty() {
+        return invalid(errors);
+    }
+    let mut inner = shared.lock();
+    let generation = inner.generation;
+    let state = inner.companies.entry(company.clone()).or_default();
+    let mut seen = HashSet::new();
+    for id in &ids {
+        if state.transactions.contains_key(id) || !seen.insert(id.clone()) {
+            errors.push(item_error(Some(id), format!("Transaction id {id} has already been used for this company")));
+        }
+    }
+    if !errors.is_empty() {
+        return invalid(errors);
+    }
+    let sync_id = state.add_sync(SyncKind::Current, Vec::new(), ids.clone());
+    for (id, body) in ids.into_iter().zip(items) {
+        let txn = Txn { body, kind, status: TxnStatus::Pending, message: None, sync_id: Some(sync_id.clone()) };
+        state.transactions.insert(id, txn);
+    }
+    state.create_calls += 1;
+    state.queue.push_back(sync_id.clone());
+    let start_worker = !state.worker;
+    state.worker = true;
+    drop(inner);
+    if start_worker {
+        tokio::spawn(crate::runner::drain_queue(shared.clone(), company, generation));
+    }
+    (StatusCode::OK, Json(json!({"syncId": sync_id}))).into_response()
+}
+
+/// `ExpenseTransaction`; returns its id when it is valid.
+fn expense_transaction(item: &Value, at: &str, errors: &mut Errors) -> Option<String> {
+    let Some(object) = item.as_object() else {
+        errors.push(at, "must be an ExpenseTransaction object");
+        return None;
+    };
+    const KNOWN: &[&str] = &[
+        "id",
+        "type",
+        "issueDate",
+        "currency",
+        "currencyRate",
+        "contactRef",
+        "bankAccountRef",
+        "reference",
+        "merchantName",
+        "lines",
+        "notes",
+        "postAsDraft",
+    ];
+    validate::known_properties(object, KNOWN, "ExpenseTransaction", at, errors);
+    let id = validate::uuid(object, "id", at, errors);
+    validate::one_of(object, "type", EXPENSE_TYPES, Presence::Required, at, errors);
+    validate::date_time(object, "issueDate", Presence::Required, at, errors);
+    validate::string(object, "currency", Presence::Required, at, errors);
+    validate::number(object, "currencyRate", Presence::Nullable, at, errors);
+    let contact_types: &[(&str, &[&str])] = &[("type", &["Supplier"])];
+    validate::reference(object, "contactRef", "ExpenseContactRef", contact_types, Presence::Optional, at, errors);
+    validate::reference(object, "bankAccountRef", "BankAccountRef", &[], Presence::Optional, at, errors);
+    validate::string(object, "reference", Presence::Nullable, at, errors);
+    validate::string(object, "merchantName", Presence::Optional, at, errors);
+    validate::string(object, "notes", Presence::Optional, at, errors);
+    validate::boolean(object, "postAsDraft", Presence::Nullable, at, errors);
+    validate::array(object, "lines", (1, 100), Presence::Optional, at, errors, |line, at, errors| {
+        validate::line(line, false, at, errors)
+    });
+    id.filter(|_| errors.is_empty())
+}
+
+/// `ReimbursableExpenseTransactionRequest/definitions/reimbursableExpenseTransaction`.
+fn reimbursable_transaction(item: &Value, at: &str, errors: &mut Errors) -> Option<String> {
+    let Some(object) = item.as_object() else {
+        errors.push(at, "must be a reimbursable expense transaction object");
+        return None;
+    };
+    const KNOWN: &[&str] = &[
+        "id",
+        "reference",
+        "contactRef",
+        "apAccountRef",
+        "issueDate",
+        "dueDate",
+        "currency",
+        "currencyRate",
+        "notes",
+        "lines",
+    ];
+    validate::known_properties(object, KNOWN, "ReimbursableExpenseTransaction", at, errors);
+    let id = validate::uuid(object, "id", at, errors);
+    validate::string(object, "reference", Presence::Nullable, at, errors);
+    validate::reference(object, "contactRef", "ReimbursementContactRef", &[], Presence::Required, at, errors);
+    validate::reference(object, "apAccountRef", "apAccountRef", &[], Presence::Nullable, at, errors);
+    validate::date_time(object, "issueDate", Presence::Required, at, errors);
+    validate::date_time(object, "dueDate", Presence::Required, at, errors);
+    validate::string(object, "currency", Presence::Required, at, errors);
+    validate::number(object, "currencyRate", Presence::Nullable, at, errors);
+    validate::string(object, "notes", Presence::Optional, at, errors);
+    validate::array(object, "lines", (1, 100), Presence::Optional, at, errors, |line, at, errors| {
+        validate::line(line, true, at, errors)
+    });
+    id.filter(|_| errors.is_empty())
+}

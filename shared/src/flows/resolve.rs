@@ -1,0 +1,61 @@
+//! Did a create whose answer was lost take effect? On the current API a create makes a sync,
+//! so Codat's own sync lists tell: the latest sync first, then every sync since the create was
+//! sent, each checked for our transaction ids.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::codat::{CodatClient, CodatError, CompanySyncStatus};
+use crate::domain::{CompanyId, ExpenseId, SyncId};
+
+/// Clock skew allowed between us and Codat when picking syncs made after our create.
+const SKEW: Duration = Duration::minutes(5);
+/// Syncs looked into at most per lookup (each costs a transactions listing).
+const MAX_CANDIDATES: usize = 20;
+
+/// The sync holding any of `wanted`, with those of `wanted` it holds; `None` when no sync
+/// since `sent_at` holds any of them.
+pub async fn find_created_sync(
+    codat: &CodatClient,
+    company: CompanyId,
+    wanted: &[ExpenseId],
+    sent_at: DateTime<Utc>,
+) -> Result<Option<(SyncId, Vec<ExpenseId>)>, CodatError> {
+    let mut checked = HashSet::new();
+    let latest = codat.expenses().latest_sync_status(company).await?;
+    for pass in 0..2 {
+        let candidates: Vec<CompanySyncStatus> = if pass == 0 {
+            latest.iter().cloned().collect()
+        } else {
+            codat.expenses().list_sync_statuses(company).await?
+        };
+        let recent =
+            candidates.iter().filter(|s| made_since(s, sent_at)).filter_map(|s| s.sync_id.as_deref()?.parse().ok());
+        for sync_id in recent.take(MAX_CANDIDATES) {
+            if !checked.insert(sync_id) {
+                continue;
+            }
+            let held: Vec<ExpenseId> = codat
+                .sync_transactions(company, sync_id)
+                .await?
+                .iter()
+                .filter_map(|t| t.expense_id())
+                .filter(|id| wanted.contains(id))
+                .collect();
+            if !held.is_empty() {
+                return Ok(Some((sync_id, held)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the sync may have been made after `sent_at` (no time given: it may).
+fn made_since(status: &CompanySyncStatus, sent_at: DateTime<Utc>) -> bool {
+    let Some(when) = status.sync_utc.as_deref() else { return true };
+    let parsed = DateTime::parse_from_rfc3339(when)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc()));
+    parsed.map_or(true, |t| t >= sent_at - SKEW)
+}
