@@ -33,8 +33,10 @@ STATE = ROOT / ".local"
 REGION = "us-east-1"
 TABLE = "expense-sync-local"
 # The same definition, watched by no function: store tests judge the store alone there, without
-# the running functions reacting to their records.
+# the running functions reacting to their records. The sweep test has one of its own, since a
+# sweep acts on every company in its table.
 STORE_TEST_TABLE = TABLE + "-store-tests"
+SWEEP_TEST_TABLE = TABLE + "-sweep-tests"
 BUCKET = "expense-sync-receipts-local"
 API_KEY = "c2FuZGJveC1hcGkta2V5"  # base64 text, as Codat keys are
 # A fixed local-only Svix secret (whsec_ + base64 of 24 random bytes).
@@ -157,8 +159,9 @@ def provision(template):
     streams = session.client("dynamodbstreams", endpoint_url=MOTO_URL, config=cfg)
     definition, ttl = tpl.table_definition(template)
     table = dynamodb.create_table(TableName=TABLE, **definition)["TableDescription"]
-    dynamodb.create_table(TableName=STORE_TEST_TABLE, **definition)
-    for name in (TABLE, STORE_TEST_TABLE):
+    for name in (STORE_TEST_TABLE, SWEEP_TEST_TABLE):
+        dynamodb.create_table(TableName=name, **definition)
+    for name in (TABLE, STORE_TEST_TABLE, SWEEP_TEST_TABLE):
         if ttl:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
     s3.create_bucket(Bucket=BUCKET)
@@ -217,7 +220,7 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api):
             pump.Schedule(fn.binary, sweep_seconds, INVOKE_URL, scheduled, the_pump.stop, log).start()
     log(f"stream pump: {', '.join(f'{t.function} (batch {t.batch_size}, {len(t.filters)} filters)' for t in triggers)}; "
         f"sweep every {sweep_seconds}s; new approvals use CODAT_API={codat_api}")
-    return {**env, "STORE_TEST_TABLE": STORE_TEST_TABLE, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
+    return {**env, "STORE_TEST_TABLE": STORE_TEST_TABLE, "SWEEP_TEST_TABLE": SWEEP_TEST_TABLE, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
             "CODAT_API_KEY": API_KEY, "DLQ_PATH": str(STATE / "dlq.jsonl")}, the_pump
 
 

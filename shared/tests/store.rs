@@ -1,6 +1,7 @@
-//! The DynamoDB store against moto server, in the second table `local/devenv.py test` creates
-//! from template.yaml (`STORE_TEST_TABLE`): no function watches it, so what a test reads is the
-//! store's doing alone. Each test uses its own company, so tests share the table safely.
+//! The DynamoDB store against moto server, in tables `local/devenv.py test` creates from
+//! template.yaml that no function watches (`STORE_TEST_TABLE`, and `SWEEP_TEST_TABLE` for the
+//! sweep), so what a test reads is the store's doing alone. Each test uses its own company, so
+//! tests share a table safely.
 #![cfg(feature = "store")]
 
 use std::sync::Arc;
@@ -11,8 +12,13 @@ use expense_sync::store::{Store, StoreError};
 use uuid::Uuid;
 
 async fn store() -> Store {
+    store_in("STORE_TEST_TABLE").await
+}
+
+/// The store over the table the environment variable `variable` names.
+async fn store_in(variable: &str) -> Store {
     let config = expense_sync::aws::sdk_config().await;
-    let table = std::env::var("STORE_TEST_TABLE").expect("STORE_TEST_TABLE: run `local/devenv.py test`");
+    let table = std::env::var(variable).unwrap_or_else(|_| panic!("{variable}: run `local/devenv.py test`"));
     Store::new(aws_sdk_dynamodb::Client::new(&config), table)
 }
 
@@ -212,7 +218,8 @@ async fn a_sync_the_current_api_created_is_recorded_with_its_expenses_and_takes_
 #[tokio::test]
 #[ignore = "needs the local environment: run `local/devenv.py test`"]
 async fn claims_older_than_any_invocation_are_settled_and_fresh_ones_stay() {
-    let store = store().await;
+    // The sweep acts on every company of its table: this test has a table of its own.
+    let store = store_in("SWEEP_TEST_TABLE").await;
     let codat = expense_sync::codat::CodatClient::from_env(
         &std::env::var("CODAT_API_KEY").unwrap(),
         std::time::Duration::from_secs(5),

@@ -1,5 +1,5 @@
 use expense_sync::codat::{self, CodatClient};
-use expense_sync::domain::{ApprovalBatch, CodatApi, CompanyId, Expense, Status};
+use expense_sync::domain::{ApprovalBatch, CodatApi, CompanyId, Expense, Stage, Status};
 use expense_sync::edge::{json, problem, APPROVE_EXPENSES};
 use expense_sync::flows::intake::{approve, Approved, IntakeError};
 use expense_sync::receipts::ReceiptStore;
@@ -89,15 +89,20 @@ fn path_parameter(request: &Request, name: &str) -> String {
 /// expense says how it stands.
 fn answer(company: CompanyId, approved: &Approved) -> Response<String> {
     let expenses = &approved.expenses;
+    // What this approval's creates met, not what later steps already recorded (a sync that
+    // finished before this answer is the status API's to report).
+    let at_submission = |status: Status| {
+        expenses.iter().any(|e| e.status == status && e.failure.as_ref().is_some_and(|f| f.stage == Stage::Submission))
+    };
     let any = |status: Status| expenses.iter().any(|e| e.status == status);
-    let (status, note) = if any(Status::Unconfirmed) {
+    let (status, note) = if at_submission(Status::Unconfirmed) {
         (StatusCode::BAD_GATEWAY, Some("Codat's answer was lost for some expenses; they need checking in Codat"))
     } else if approved.unresolved > 0 {
         (
             StatusCode::BAD_GATEWAY,
             Some("Codat's answer was lost for some expenses; they stay submitting while Codat's sync lists are checked, and continue on their own"),
         )
-    } else if any(Status::Failed) {
+    } else if at_submission(Status::Failed) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("Codat refused some expenses; see each expense's failure"))
     } else if any(Status::Approved) {
         (

@@ -311,7 +311,15 @@ fn only_allowed(
     }
 }
 
-/// The fields every kind shares: id, dates, currency and rate, contact, lines.
+/// What both kinds share, as sent: id, issue date, currency and rate.
+struct RawHeader<'a> {
+    id: &'a str,
+    issue_date: &'a str,
+    currency: &'a str,
+    currency_rate: Option<Decimal>,
+}
+
+/// What both kinds share, checked.
 struct Common {
     id: ExpenseId,
     issue_date: String,
@@ -319,24 +327,21 @@ struct Common {
     lines: Vec<Line>,
 }
 
-#[allow(clippy::too_many_arguments)] // the shared fields of two request shapes, named one by one
 fn common(
     at: &str,
     rules: &IntakeRules,
     line_fields: &[&str],
-    id: &str,
-    issue_date: &str,
-    currency: &str,
-    currency_rate: Option<Decimal>,
+    header: RawHeader<'_>,
     contact: Option<RawContact>,
     lines: Vec<RawLine>,
 ) -> Result<Common, ValidationError> {
-    let id: ExpenseId = id.parse().map_err(|_| ValidationError::new(format!("{at}.id"), "must be a UUID"))?;
-    let issue_date = date(issue_date, &format!("{at}.issueDate"))?;
+    let id: ExpenseId = header.id.parse().map_err(|_| ValidationError::new(format!("{at}.id"), "must be a UUID"))?;
+    let issue_date = date(header.issue_date, &format!("{at}.issueDate"))?;
+    let currency = header.currency;
     if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
         return Err(ValidationError::new(format!("{at}.currency"), "must be an ISO 4217 code such as GBP"));
     }
-    if let Some(rate) = currency_rate {
+    if let Some(rate) = header.currency_rate {
         if rate <= Decimal::ZERO {
             return Err(ValidationError::new(format!("{at}.currencyRate"), "must be greater than 0"));
         }
@@ -386,17 +391,14 @@ impl RawExpense {
                 bounded_text(text, &format!("{at}.{name}"))?;
             }
         }
-        let Common { id, issue_date, contact_ref, lines } = common(
-            at,
-            rules,
-            rules.line_fields,
-            &self.id,
-            &self.issue_date,
-            &self.currency,
-            self.currency_rate,
-            self.contact_ref,
-            self.lines,
-        )?;
+        let header = RawHeader {
+            id: &self.id,
+            issue_date: &self.issue_date,
+            currency: &self.currency,
+            currency_rate: self.currency_rate,
+        };
+        let Common { id, issue_date, contact_ref, lines } =
+            common(at, rules, rules.line_fields, header, self.contact_ref, self.lines)?;
         let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
             transaction: Transaction {
@@ -442,17 +444,14 @@ impl RawReimbursable {
             }
         }
         let due_date = date(&self.due_date, &format!("{at}.dueDate"))?;
-        let Common { id, issue_date, contact_ref, lines } = common(
-            at,
-            rules,
-            rules.reimbursable_line_fields,
-            &self.id,
-            &self.issue_date,
-            &self.currency,
-            self.currency_rate,
-            Some(self.contact_ref),
-            self.lines,
-        )?;
+        let header = RawHeader {
+            id: &self.id,
+            issue_date: &self.issue_date,
+            currency: &self.currency,
+            currency_rate: self.currency_rate,
+        };
+        let Common { id, issue_date, contact_ref, lines } =
+            common(at, rules, rules.reimbursable_line_fields, header, Some(self.contact_ref), self.lines)?;
         let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
             transaction: Transaction {

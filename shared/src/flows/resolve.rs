@@ -6,8 +6,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::submit::record_created_sync;
 use crate::codat::{CodatClient, CodatError, CompanySyncStatus};
-use crate::domain::{CompanyId, ExpenseId, SyncId};
+use crate::domain::{CompanyId, Expense, ExpenseId, SyncId};
+use crate::store::StoreError;
 
 /// Clock skew allowed between us and Codat when picking syncs made after our create.
 const SKEW: Duration = Duration::minutes(5);
@@ -49,6 +51,49 @@ pub async fn find_created_sync(
         }
     }
     Ok(None)
+}
+
+/// What asking Codat about claimed expenses whose create answer was lost found out.
+#[derive(Debug)]
+pub struct Resolution {
+    /// Found in a sync: recorded and moved to `syncing`.
+    pub resolved: usize,
+    /// Still `submitting`: no sync Codat lists holds them (yet), or Codat could not be asked.
+    pub unresolved: Vec<Expense>,
+    /// Why Codat's sync lists could not be read, if they could not.
+    pub lookup_failed: Option<String>,
+}
+
+/// Looks for the syncs lost creates made (each create makes one, so it looks again for the
+/// rest until none is found) and records those it finds.
+pub async fn resolve_lost_creates(
+    store: &crate::store::Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    claimed: Vec<Expense>,
+) -> Result<Resolution, StoreError> {
+    let mut remaining = claimed;
+    let mut resolved = 0;
+    while !remaining.is_empty() {
+        let since = remaining.iter().map(|e| e.updated_at).min().expect("not empty");
+        let ids: Vec<_> = remaining.iter().map(|e| e.expense_id).collect();
+        match find_created_sync(codat, company, &ids, since).await {
+            Ok(Some((sync_id, found))) => {
+                let (taken, rest): (Vec<Expense>, Vec<Expense>) =
+                    remaining.into_iter().partition(|e| found.contains(&e.expense_id));
+                tracing::info!(%sync_id, expenses = taken.len(), "Codat took the transactions of a lost answer");
+                record_created_sync(store, company, sync_id, &taken).await?;
+                resolved += taken.len();
+                remaining = rest;
+            }
+            Ok(None) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot ask Codat about a lost answer yet");
+                return Ok(Resolution { resolved, unresolved: remaining, lookup_failed: Some(err.to_string()) });
+            }
+        }
+    }
+    Ok(Resolution { resolved, unresolved: remaining, lookup_failed: None })
 }
 
 /// Whether the sync may have been made after `sent_at` (no time given: it may).

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::failure_from;
-use super::resolve::find_created_sync;
+use super::resolve::resolve_lost_creates;
 use crate::codat::{CodatClient, CodatError};
 use crate::domain::{
     CodatApi, CompanyId, Created, Dataset, DatasetStatus, Event, Expense, Stage, Status, Sync, SyncId, SyncState,
@@ -111,35 +111,11 @@ async fn submit_chunk(
         }
         Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) => {
             tracing::warn!(error = %err, expenses = claimed.len(), "create answer lost; asking Codat's sync lists");
-            return resolve_lost_create(store, codat, company, &claimed, claimed_at).await;
+            let resolution = resolve_lost_creates(store, codat, company, claimed).await?;
+            return Ok(resolution.unresolved.len());
         }
     }
     Ok(0)
-}
-
-/// Looks for the sync a lost create made; records it if found. Returns how many of `claimed`
-/// are still unresolved (left `submitting` for the sweep to ask again).
-pub(crate) async fn resolve_lost_create(
-    store: &Store,
-    codat: &CodatClient,
-    company: CompanyId,
-    claimed: &[Expense],
-    claimed_at: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    let wanted: Vec<_> = claimed.iter().map(|e| e.expense_id).collect();
-    match find_created_sync(codat, company, &wanted, claimed_at).await {
-        Ok(Some((sync_id, found))) => {
-            let taken: Vec<Expense> = claimed.iter().filter(|e| found.contains(&e.expense_id)).cloned().collect();
-            tracing::info!(%sync_id, expenses = taken.len(), "Codat took the transactions of the lost answer");
-            record_created_sync(store, company, sync_id, &taken).await?;
-            Ok(claimed.len() - taken.len())
-        }
-        Ok(None) => Ok(claimed.len()),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot ask Codat about the lost answer yet");
-            Ok(claimed.len())
-        }
-    }
 }
 
 /// Records a sync Codat created for `claimed` (all `submitting`) and moves them to `syncing`.

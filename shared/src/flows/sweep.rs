@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use super::initiate::{initiate_sync, Initiated};
 use super::outcome::{close_sync, record_sync_outcome, Recorded};
-use super::resolve::find_created_sync;
-use super::submit::{record_created_sync, submit_approved};
+use super::resolve::resolve_lost_creates;
+use super::submit::submit_approved;
 use super::{apply_once, FlowError};
 use crate::codat::CodatClient;
 use crate::domain::{CodatApi, CompanyId, Event, Expense, Failure, Stage, Status};
@@ -86,41 +86,26 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
         }
     }
     for (company, claimed) in lost {
-        // A sync holds the transactions of one create: look again for the rest until none is
-        // found, so claims from several lost creates are each settled.
-        let mut remaining = claimed;
-        let settle_expired: Event = loop {
-            let since = remaining.iter().map(|e| e.updated_at).min().unwrap_or(now);
-            let ids: Vec<_> = remaining.iter().map(|e| e.expense_id).collect();
-            match find_created_sync(codat, company, &ids, since).await {
-                Ok(Some((sync_id, found))) => {
-                    let (taken, rest): (Vec<Expense>, Vec<Expense>) =
-                        remaining.into_iter().partition(|e| found.contains(&e.expense_id));
-                    record_created_sync(store, company, sync_id, &taken).await?;
-                    report.creates_resolved += taken.len();
-                    remaining = rest;
-                    if remaining.is_empty() {
-                        break Event::SubmissionAbandoned;
-                    }
-                }
-                // Codat answered, and no sync since the claim holds them: the create never took
-                // effect, so once no invocation can still be making it, they are submitted again.
-                Ok(None) => break Event::SubmissionAbandoned,
-                Err(err) => {
-                    report.errors.push(format!("company {company}: {err}"));
-                    break Event::SubmissionUnconfirmed(Failure::new(
-                        Stage::Submission,
-                        format!(
-                            "Codat's answer to the create was lost and its sync lists could not be read ({err}); \
-                             check in Codat whether the transaction arrived before retrying"
-                        ),
-                    ));
-                }
+        let resolution = resolve_lost_creates(store, codat, company, claimed).await?;
+        report.creates_resolved += resolution.resolved;
+        let settle = match &resolution.lookup_failed {
+            // Codat answered, and no sync since the claim holds them: the create never took
+            // effect, so once no invocation can still be making it, they are submitted again.
+            None => Event::SubmissionAbandoned,
+            Some(err) => {
+                report.errors.push(format!("company {company}: {err}"));
+                Event::SubmissionUnconfirmed(Failure::new(
+                    Stage::Submission,
+                    format!(
+                        "Codat's answer to the create was lost and its sync lists could not be read ({err}); \
+                         check in Codat whether the transaction arrived before retrying"
+                    ),
+                ))
             }
         };
-        for mut expense in remaining.into_iter().filter(|e| e.updated_at < now - claim_timeout) {
-            tracing::warn!(expense_id = %expense.expense_id, event = ?settle_expired, "lost create settled");
-            if apply_once(store, &mut expense, settle_expired.clone()).await? {
+        for mut expense in resolution.unresolved.into_iter().filter(|e| e.updated_at < now - claim_timeout) {
+            tracing::warn!(expense_id = %expense.expense_id, event = ?settle, "lost create settled");
+            if apply_once(store, &mut expense, settle.clone()).await? {
                 report.claims_expired += 1;
             }
         }
