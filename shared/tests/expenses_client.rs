@@ -206,3 +206,38 @@ async fn reimbursable_expenses_go_to_their_own_endpoint() {
     assert!(calls[0].path.ends_with("/reimbursable-expense-transactions"), "{:?}", calls[0]);
     assert_eq!(calls[0].status, 200);
 }
+
+#[tokio::test]
+async fn a_lost_create_is_found_however_many_syncs_came_after_it() {
+    let base = codat_sandbox::spawn(Config::for_tests(KEY)).await;
+    let codat = client(&base);
+    let company = CompanyId::random();
+    let sent_at = chrono::Utc::now();
+    let lost = ExpenseId::random();
+    fault(&base, json!({"pathContains": "/expense-transactions", "status": 500, "afterEffect": true})).await;
+    assert!(codat.expenses().create(company, &[&payment(lost, 5.0)]).await.is_err());
+    // Busy company: more syncs follow before anyone asks.
+    for _ in 0..25 {
+        codat.expenses().create(company, &[&payment(ExpenseId::random(), 1.0)]).await.unwrap();
+    }
+    let (_, held) = find_created_sync(&codat, company, &[lost], sent_at).await.unwrap().expect("found");
+    assert_eq!(held, vec![lost]);
+}
+
+#[tokio::test]
+async fn a_retry_refused_after_an_unavailable_answer_counts_as_maybe_applied() {
+    let base = codat_sandbox::spawn(Config::for_tests(KEY)).await;
+    let codat = client(&base);
+    let company = CompanyId::random();
+    let sent_at = chrono::Utc::now();
+    let id = ExpenseId::random();
+    // Codat acts, answers 503; the retry is refused because the id is now used.
+    fault(&base, json!({"pathContains": "/expense-transactions", "status": 503, "afterEffect": true})).await;
+    let err = codat.expenses().create(company, &[&payment(id, 5.0)]).await.unwrap_err();
+    assert!(matches!(err, CodatError::Unavailable { maybe_applied: true, .. }), "{err}");
+    assert!(err.to_string().contains("after an earlier attempt was answered 503"), "{err}");
+    assert!(find_created_sync(&codat, company, &[id], sent_at).await.unwrap().is_some());
+    // A refusal with no unavailable answer before it stays a refusal.
+    let err = codat.expenses().create(company, &[&payment(id, 5.0)]).await.unwrap_err();
+    assert!(matches!(err, CodatError::Rejected { status: 400, .. }), "{err}");
+}

@@ -56,11 +56,11 @@ async fn v1_work_under_way_finishes_on_v1_while_new_approvals_use_the_current_ap
 
     // Before the switch: a TransferIn (v1 only) and two payments, approved on v1.
     let before = batch(company, CodatApi::V1, "TransferIn");
-    let old = approve(&before, CodatApi::V1, &store, &receipts, &codat).await.unwrap();
+    let old = approve(&before, CodatApi::V1, &store, &receipts, &codat, None).await.unwrap();
     assert!(old.expenses.iter().all(|e| e.api == CodatApi::V1 && e.dataset_id.is_some()), "{:#?}", old.expenses);
     // After it: the same company's next approvals go to the current API.
     let after = batch(company, CodatApi::Expenses, "Payment");
-    let new = approve(&after, CodatApi::Expenses, &store, &receipts, &codat).await.unwrap();
+    let new = approve(&after, CodatApi::Expenses, &store, &receipts, &codat, None).await.unwrap();
     assert!(new.expenses.iter().all(|e| e.api == CodatApi::Expenses && e.status == Status::Syncing));
 
     let old_ids: Vec<_> = old.expenses.iter().map(|e| e.expense_id).collect();

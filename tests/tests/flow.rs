@@ -263,3 +263,33 @@ async fn a_create_codat_acted_on_whose_answer_was_lost_is_never_posted_twice() {
         assert_eq!(count(&items, &id), 1, "expense {id} must reach Codat exactly once");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn a_create_that_could_outlast_the_request_is_not_started_and_the_sweep_sends_it() {
+    let stack = Stack::from_env();
+    // 55 card expenses: two creates (50 + 5) under either API.
+    let approval = stack.sample_approval().cards_only().repeated(55);
+    let company = approval.company.clone();
+    // Throttled for longer than intake's 15 s retry budget: the first create gives up; the
+    // second could then not finish within the 29 s Lambda timeout, so it is not started.
+    let path_contains = stack.create_path(&company);
+    stack
+        .inject_fault(
+            json!({"pathContains": path_contains, "method": "POST", "status": 429, "retryAfter": 1, "times": 16}),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let (status, answer) = stack.approve(&company, &approval.body).await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{}", answer["note"]);
+    assert!(took < std::time::Duration::from_secs(25), "intake must answer within the Lambda timeout: {took:?}");
+    // Saved as approved: the sweep (every 2 s here) may already have sent them meanwhile.
+
+    let views = stack.settle(&company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+    let items = created_items(&stack.codat_calls(&company).await);
+    for id in approval.ids() {
+        assert_eq!(count(&items, &id), 1, "expense {id} must reach Codat exactly once");
+    }
+}

@@ -6,7 +6,7 @@ use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
 use expense_sync::store::Store;
 use expense_sync::telemetry::{metered, Usage};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::{Response, StatusCode};
 use lambda_http::{Error, Request, RequestExt};
@@ -55,8 +55,10 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
         Err(err) => return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some(&err.field), &err.message)),
     };
     let span = tracing::info_span!("approval", company_id = %company, expenses = batch.expenses.len(), codat_api = %services.api);
-    let result =
-        approve(&batch, services.api, &services.store, &services.receipts, &services.codat).instrument(span).await;
+    let deadline = invocation_deadline(&request);
+    let result = approve(&batch, services.api, &services.store, &services.receipts, &services.codat, Some(deadline))
+        .instrument(span)
+        .await;
     Ok(match result {
         Ok(approved) => answer(company, &approved),
         Err(IntakeError::Conflict { field, expense_id }) => problem(
@@ -75,6 +77,19 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
             )
         }
     })
+}
+
+/// When Lambda ends this invocation (API Gateway gives up at 30 s anyway): from the runtime's
+/// deadline, or 29 s from now when the request carries no Lambda context.
+fn invocation_deadline(request: &Request) -> Instant {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let left_ms = request
+        .lambda_context_ref()
+        .map(|context| u128::from(context.deadline).saturating_sub(now_ms))
+        .filter(|left| *left > 0)
+        .unwrap_or(29_000)
+        .min(29_000);
+    Instant::now() + Duration::from_millis(left_ms as u64)
 }
 
 /// API Gateway's path parameter, or (function URLs) the matching path segment.
@@ -104,6 +119,11 @@ fn answer(company: CompanyId, approved: &Approved) -> Response<String> {
         )
     } else if at_submission(Status::Failed) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("Codat refused some expenses; see each expense's failure"))
+    } else if approved.deferred > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Codat was too slow to send every expense within this request; the rest are saved as approved and sent by the sweep, or post the same batch again"),
+        )
     } else if any(Status::Approved) {
         (
             StatusCode::SERVICE_UNAVAILABLE,

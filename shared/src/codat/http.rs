@@ -85,6 +85,11 @@ impl CodatClient {
         self
     }
 
+    /// How long one call may keep retrying.
+    pub fn retry_budget(&self) -> Duration {
+        self.retry.max_elapsed
+    }
+
     /// HTTP requests sent so far, retries included (for the benchmarks).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -103,6 +108,9 @@ impl CodatClient {
         let started = Instant::now();
         let mut wait = self.retry.initial_interval;
         let mut attempt = 1u32;
+        // A create answered 408 or 503 is retried as not applied; should Codat then refuse the
+        // retry, that earlier attempt may be what it holds (its id is now "used").
+        let mut answered_unavailable: Option<StatusCode> = None;
         loop {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let request = build().header(AUTHORIZATION, self.authorization.clone());
@@ -120,10 +128,18 @@ impl CodatClient {
                     tracing::info!(status = status.as_u16(), attempt, effect = ?effect, "Codat answered with an error");
                     match classify(status, effect) {
                         Verdict::Rejected => {
-                            return Err(CodatError::Rejected {
-                                status: status.as_u16(),
-                                error: error_body(response).await,
-                            })
+                            let error = error_body(response).await;
+                            if let Some(earlier) = answered_unavailable.filter(|_| effect == Effect::Creates) {
+                                return Err(CodatError::Unavailable {
+                                    maybe_applied: true,
+                                    detail: format!(
+                                        "refused ({status}: {}) after an earlier attempt was answered {earlier}; \
+                                         Codat may hold that attempt",
+                                        error.summary()
+                                    ),
+                                });
+                            }
+                            return Err(CodatError::Rejected { status: status.as_u16(), error });
                         }
                         Verdict::Stop => {
                             let error = error_body(response).await;
@@ -132,7 +148,12 @@ impl CodatClient {
                                 detail: format!("{status}: {}", error.summary()),
                             });
                         }
-                        Verdict::Retry => retry_after(&response),
+                        Verdict::Retry => {
+                            if status != StatusCode::TOO_MANY_REQUESTS {
+                                answered_unavailable = Some(status);
+                            }
+                            retry_after(&response)
+                        }
                     }
                 }
                 Err(err) => {

@@ -1,5 +1,7 @@
 //! Approval intake: store receipts and expenses, then create them in Codat.
 
+use std::time::Instant;
+
 use chrono::Utc;
 
 use super::submit::submit_approved;
@@ -25,16 +27,20 @@ pub struct Approved {
     pub expenses: Vec<Expense>,
     /// Expenses whose create answer was lost and that Codat could not yet confirm.
     pub unresolved: usize,
+    /// Expenses not sent for lack of time before `deadline`: saved as `approved`.
+    pub deferred: usize,
 }
 
 /// Records every expense of `batch` (idempotently, for `api`, the API it was validated for)
-/// and submits those not yet created in Codat.
+/// and submits those not yet created in Codat, starting no create that could outlast
+/// `deadline`.
 pub async fn approve(
     batch: &ApprovalBatch,
     api: CodatApi,
     store: &Store,
     receipts: &ReceiptStore,
     codat: &CodatClient,
+    deadline: Option<Instant>,
 ) -> Result<Approved, IntakeError> {
     let company = batch.company_id;
     let ids: Vec<ExpenseId> = batch.expenses.iter().map(|e| e.id()).collect();
@@ -77,10 +83,10 @@ pub async fn approve(
         stored.extend(raced);
     }
 
-    let submission = submit_approved(store, codat, company, &stored).await?;
+    let submission = submit_approved(store, codat, company, &stored, deadline).await?;
     let mut current = store.get_expenses(company, &ids).await?;
     current.sort_by_key(|e| ids.iter().position(|id| *id == e.expense_id));
-    Ok(Approved { expenses: current, unresolved: submission.unresolved })
+    Ok(Approved { expenses: current, unresolved: submission.unresolved, deferred: submission.deferred })
 }
 
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {

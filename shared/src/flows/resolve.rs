@@ -13,8 +13,6 @@ use crate::store::StoreError;
 
 /// Clock skew allowed between us and Codat when picking syncs made after our create.
 const SKEW: Duration = Duration::minutes(5);
-/// Syncs looked into at most per lookup (each costs a transactions listing).
-const MAX_CANDIDATES: usize = 20;
 
 /// The sync holding any of `wanted`, with those of `wanted` it holds; `None` when no sync
 /// since `sent_at` holds any of them.
@@ -34,7 +32,9 @@ pub async fn find_created_sync(
         };
         let recent =
             candidates.iter().filter(|s| made_since(s, sent_at)).filter_map(|s| s.sync_id.as_deref()?.parse().ok());
-        for sync_id in recent.take(MAX_CANDIDATES) {
+        // Every sync since the create is looked into (each costs a transactions listing): a
+        // lookup that skipped one could not tell "never taken" from "not looked at".
+        for sync_id in recent {
             if !checked.insert(sync_id) {
                 continue;
             }

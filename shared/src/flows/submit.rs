@@ -3,6 +3,7 @@
 //! `initiate`); a current-API create answers the sync Codat queued, recorded at once.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -21,16 +22,24 @@ pub struct Submission {
     /// Expenses whose create answer was lost and that Codat's sync lists do not show yet: they
     /// stay `submitting` and the sweep keeps asking Codat about them.
     pub unresolved: usize,
+    /// Expenses left `approved` because a create could not have finished before the deadline;
+    /// the sweep (or a re-post) submits them.
+    pub deferred: usize,
 }
+
+/// Time kept back after a create's retry budget to record its outcome.
+const RECORDING: Duration = Duration::from_secs(3);
 
 /// Posts every `approved` expense among `expenses` to Codat. Each is claimed (`submitting`,
 /// conditional on still being `approved`) before the post, so no two invocations post it, even
-/// when a record given here is already out of date.
+/// when a record given here is already out of date. A chunk whose create could outlast
+/// `deadline` (the invocation's end) is not started: its expenses stay `approved`.
 pub async fn submit_approved(
     store: &Store,
     codat: &CodatClient,
     company: CompanyId,
     expenses: &[Expense],
+    deadline: Option<Instant>,
 ) -> Result<Submission, StoreError> {
     // One create call takes one API's transactions of one kind (card or reimbursable).
     let mut groups: BTreeMap<(CodatApi, bool), Vec<&Expense>> = BTreeMap::new();
@@ -40,6 +49,11 @@ pub async fn submit_approved(
     let mut submission = Submission::default();
     for ((api, _), group) in groups {
         for chunk in group.chunks(MAX_CREATE_ITEMS) {
+            if deadline.is_some_and(|end| Instant::now() + codat.retry_budget() + RECORDING > end) {
+                tracing::info!(expenses = chunk.len(), "not enough time left for another create; left approved");
+                submission.deferred += chunk.len();
+                continue;
+            }
             submission.unresolved += submit_chunk(store, codat, company, api, chunk).await?;
         }
     }

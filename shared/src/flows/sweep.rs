@@ -69,7 +69,7 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
         approved.entry(expense.company_id).or_default().push(expense);
     }
     for (company, expenses) in approved {
-        match submit_approved(store, codat, company, &expenses).await {
+        match submit_approved(store, codat, company, &expenses, None).await {
             Ok(_) => report.expenses_resubmitted += expenses.len(),
             Err(err) => report.errors.push(format!("company {company}: {err}")),
         }

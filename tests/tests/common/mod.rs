@@ -42,6 +42,28 @@ impl Approval {
         self.receipts.iter().map(|(id, _)| id.clone()).collect()
     }
 
+    /// `n` card expenses: the samples' card expenses over and over, each with a fresh id.
+    pub fn repeated(mut self, n: usize) -> Self {
+        let samples = self.body["expenses"].as_array().unwrap().clone();
+        let receipts = std::mem::take(&mut self.receipts);
+        let mut expenses = Vec::new();
+        for i in 0..n {
+            let mut expense = samples[i % samples.len()].clone();
+            let id = Uuid::new_v4().to_string();
+            expense["id"] = json!(id);
+            let sent = &receipts[i % samples.len()].1;
+            let copy = SentReceipt {
+                file_name: sent.file_name.clone(),
+                content_type: sent.content_type.clone(),
+                bytes: sent.bytes.clone(),
+            };
+            self.receipts.push((id, copy));
+            expenses.push(expense);
+        }
+        self.body["expenses"] = json!(expenses);
+        self
+    }
+
     /// The card expenses alone (one create call under either API).
     pub fn cards_only(mut self) -> Self {
         let reimbursable: Vec<String> = self.body["reimbursableExpenses"]
