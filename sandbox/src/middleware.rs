@@ -42,6 +42,9 @@ pub async fn track(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         handled_status: None,
     };
     let mut handled_status = None;
+    // An answer delayed after Codat acted is logged before the delay: a client that gives up
+    // waiting must not hide a call Codat carried out.
+    let mut delay_after_logging = None;
     let response = if !authorized {
         error(StatusCode::UNAUTHORIZED, "Unauthorized", vec![])
     } else {
@@ -55,7 +58,7 @@ pub async fn track(State(shared): State<Arc<Shared>>, request: Request, next: Ne
             Some(fault) if fault.after_effect => {
                 let handled = next.run(request).await;
                 handled_status = Some(handled.status().as_u16());
-                sleep(&fault).await;
+                delay_after_logging = Some(fault.clone());
                 match fault_response(&fault) {
                     Some(mut replaced) => {
                         // What Codat stored is still logged; only the answer is lost.
@@ -80,13 +83,18 @@ pub async fn track(State(shared): State<Arc<Shared>>, request: Request, next: Ne
             }
         }
     };
-    let mut inner = shared.lock();
-    let mut logged = call;
-    logged.status = response.status().as_u16();
-    logged.handled_status = handled_status;
-    logged.attachment = response.extensions().get::<AttachmentLog>().cloned();
-    logged.seq = inner.calls.len() as u64 + 1;
-    inner.calls.push(logged);
+    {
+        let mut inner = shared.lock();
+        let mut logged = call;
+        logged.status = response.status().as_u16();
+        logged.handled_status = handled_status;
+        logged.attachment = response.extensions().get::<AttachmentLog>().cloned();
+        logged.seq = inner.calls.len() as u64 + 1;
+        inner.calls.push(logged);
+    }
+    if let Some(fault) = delay_after_logging {
+        sleep(&fault).await;
+    }
     response
 }
 

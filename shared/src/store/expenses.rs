@@ -1,0 +1,219 @@
+//! Expense items: created once, then moved by one conditional write per transition.
+
+use super::*;
+
+impl Store {
+    pub async fn get_expense(&self, company: CompanyId, expense: ExpenseId) -> Result<Option<Expense>, StoreError> {
+        self.count(1);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(expense_key(company, expense)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        out.item.map(from_item).transpose()
+    }
+
+    /// Reads many expenses (strongly consistent), in no particular order; missing ones are absent.
+    pub async fn get_expenses(&self, company: CompanyId, ids: &[ExpenseId]) -> Result<Vec<Expense>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<_> = chunk.iter().map(|id| expense_key(company, *id)).collect();
+            while !keys.is_empty() {
+                self.count(1);
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+                let out =
+                    self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(dynamo)?;
+                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    found.push(from_item(item)?);
+                }
+                if let Some(mut rest) = out.unprocessed_keys {
+                    if let Some(again) = rest.remove(&self.table) {
+                        keys = again.keys;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Puts each expense unless one with its id exists. Each put is its own conditional write,
+    /// so concurrent approvals of the same expense create it exactly once.
+    pub async fn insert_expenses(&self, expenses: &[Expense]) -> Result<Inserted, StoreError> {
+        let mut inserted = Inserted::default();
+        for expense in expenses {
+            self.count(1);
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(expense_item(expense)))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => inserted.created.push(expense.expense_id),
+                Err(err) if is_condition_failure(&err) => inserted.existing.push(expense.expense_id),
+                Err(err) => return Err(dynamo(err)),
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Applies one transition as one conditional write (`status` must still be `from`).
+    pub async fn apply(&self, expense: &Expense, transition: &Transition) -> Result<(), StoreError> {
+        self.count(1);
+        let update = expense_update(expense.company_id, expense.expense_id, transition, Utc::now());
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(update.key))
+            .update_expression(update.expression)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => {
+                Err(StoreError::Conflict(format!("expense {} is no longer {}", expense.expense_id, transition.from)))
+            }
+            Err(err) => Err(dynamo(err)),
+        }
+    }
+
+    /// Applies the same event to several expenses, all or none (at most 100).
+    pub async fn apply_all(&self, moves: &[(&Expense, Transition)]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let items = moves
+            .iter()
+            .map(|(expense, transition)| {
+                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
+            })
+            .collect();
+        self.transact(items).await
+    }
+
+    /// Expenses still `approved` since before `before` (Codat was unavailable at intake).
+    pub async fn stale_approved_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
+        let items = self.sweep(SWEEP_APPROVED_EXPENSE, Some(sweep_time(before))).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Expenses claimed (`submitting`/`uploading`) since before `before`.
+    pub async fn stale_claimed_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
+        let items = self.sweep(SWEEP_CLAIMED_EXPENSE, Some(sweep_time(before))).await?;
+        items.into_iter().map(from_item).collect()
+    }
+}
+
+fn expense_item(expense: &Expense) -> HashMap<String, AttributeValue> {
+    let mut item = item(expense, expense_key(expense.company_id, expense.expense_id), "expense");
+    if let Some(partition) = sweep_partition(expense.status) {
+        item.insert("sweepPk".into(), s(partition));
+        item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(expense.updated_at), expense.company_id)));
+    }
+    item
+}
+
+/// Which sweep an expense in `status` waits for, if any.
+fn sweep_partition(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Approved => Some(SWEEP_APPROVED_EXPENSE),
+        Status::Submitting | Status::Uploading => Some(SWEEP_CLAIMED_EXPENSE),
+        _ => None,
+    }
+}
+
+/// The conditional update that makes one transition: `status` must still be `from`.
+pub(super) struct ExpenseUpdate {
+    key: HashMap<String, AttributeValue>,
+    expression: String,
+    condition: &'static str,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl ExpenseUpdate {
+    pub(super) fn into_transact(self, table: &str) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(self.key))
+            .update_expression(self.expression)
+            .condition_expression(self.condition)
+            .set_expression_attribute_names(Some(self.names))
+            .set_expression_attribute_values(Some(self.values))
+            .build()
+            .expect("update is complete");
+        TransactWriteItem::builder().update(update).build()
+    }
+}
+
+pub(super) fn expense_update(
+    company: CompanyId,
+    expense: ExpenseId,
+    transition: &Transition,
+    now: DateTime<Utc>,
+) -> ExpenseUpdate {
+    let mut set = vec!["#status = :to", "updatedAt = :now"];
+    let mut remove: Vec<&str> = Vec::new();
+    let mut values = HashMap::from([
+        (":to".to_string(), to_attribute(&transition.to)),
+        (":from".to_string(), to_attribute(&transition.from)),
+        (":now".to_string(), to_attribute(&now)),
+    ]);
+    match &transition.event {
+        Event::DatasetCreated { dataset_id } => {
+            set.push("datasetId = :dataset");
+            values.insert(":dataset".into(), to_attribute(dataset_id));
+        }
+        Event::SyncStarted { sync_id } | Event::SyncCreated { sync_id } => {
+            set.push("syncId = :sync");
+            values.insert(":sync".into(), to_attribute(sync_id));
+        }
+        Event::ReceiptUploaded { attachment_id } => {
+            set.push("attachmentId = :attachment");
+            values.insert(":attachment".into(), s(attachment_id.clone()));
+        }
+        Event::SubmissionRejected(failure)
+        | Event::SubmissionUnconfirmed(failure)
+        | Event::SyncRejected(failure)
+        | Event::TransactionFailed(failure)
+        | Event::UploadRejected(failure)
+        | Event::TransactionUnreported(failure)
+        | Event::UploadUnconfirmed(failure) => {
+            set.push("failure = :failure");
+            values.insert(":failure".into(), to_attribute(failure));
+        }
+        Event::SubmissionAbandoned | Event::UploadAbandoned => remove.push("failure"),
+        Event::SubmissionStarted | Event::TransactionCompleted | Event::UploadStarted => {}
+    }
+    match sweep_partition(transition.to) {
+        Some(partition) => {
+            set.push("sweepPk = :sweepPk, sweepSk = :sweepSk");
+            values.insert(":sweepPk".into(), s(partition));
+            values.insert(":sweepSk".into(), s(format!("{}#{company}", sweep_time(now))));
+        }
+        None => remove.push("sweepPk, sweepSk"),
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    ExpenseUpdate {
+        key: expense_key(company, expense),
+        expression,
+        condition: "#status = :from",
+        names: HashMap::from([("#status".to_string(), "status".to_string())]),
+        values,
+    }
+}
