@@ -23,31 +23,39 @@ pub async fn find_created_sync(
     sent_at: DateTime<Utc>,
 ) -> Result<Option<(SyncId, Vec<ExpenseId>)>, CodatError> {
     let mut checked = HashSet::new();
-    let latest = codat.expenses().latest_sync_status(company).await?;
-    for pass in 0..2 {
-        let candidates: Vec<CompanySyncStatus> = if pass == 0 {
-            latest.iter().cloned().collect()
-        } else {
-            codat.expenses().list_sync_statuses(company).await?
-        };
-        let recent =
-            candidates.iter().filter(|s| made_since(s, sent_at)).filter_map(|s| s.sync_id.as_deref()?.parse().ok());
-        // Every sync since the create is looked into (each costs a transactions listing): a
-        // lookup that skipped one could not tell "never taken" from "not looked at".
-        for sync_id in recent {
-            if !checked.insert(sync_id) {
-                continue;
-            }
-            let held: Vec<ExpenseId> = codat
-                .sync_transactions(company, sync_id)
-                .await?
-                .iter()
-                .filter_map(|t| t.expense_id())
-                .filter(|id| wanted.contains(id))
-                .collect();
-            if !held.is_empty() {
-                return Ok(Some((sync_id, held)));
-            }
+    // The latest sync is the likeliest, and one cheap call.
+    let latest: Vec<CompanySyncStatus> = codat.expenses().latest_sync_status(company).await?.into_iter().collect();
+    if let Some(found) = first_holding(codat, company, wanted, sent_at, &latest, &mut checked).await? {
+        return Ok(Some(found));
+    }
+    let all = codat.expenses().list_sync_statuses(company).await?;
+    first_holding(codat, company, wanted, sent_at, &all, &mut checked).await
+}
+
+/// Lists the transactions of each sync in `statuses` made since `sent_at` (all of them: a
+/// lookup that skipped one could not tell "never taken" from "not looked at").
+async fn first_holding(
+    codat: &CodatClient,
+    company: CompanyId,
+    wanted: &[ExpenseId],
+    sent_at: DateTime<Utc>,
+    statuses: &[CompanySyncStatus],
+    checked: &mut HashSet<SyncId>,
+) -> Result<Option<(SyncId, Vec<ExpenseId>)>, CodatError> {
+    let recent = statuses.iter().filter(|s| made_since(s, sent_at)).filter_map(|s| s.sync_id.as_deref()?.parse().ok());
+    for sync_id in recent {
+        if !checked.insert(sync_id) {
+            continue;
+        }
+        let held: Vec<ExpenseId> = codat
+            .sync_transactions(company, sync_id)
+            .await?
+            .iter()
+            .filter_map(|t| t.expense_id())
+            .filter(|id| wanted.contains(id))
+            .collect();
+        if !held.is_empty() {
+            return Ok(Some((sync_id, held)));
         }
     }
     Ok(None)

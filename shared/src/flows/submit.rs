@@ -12,7 +12,7 @@ use super::resolve::resolve_lost_creates;
 use crate::codat::{CodatClient, CodatError};
 use crate::domain::{
     CodatApi, CompanyId, Created, Dataset, DatasetStatus, Event, Expense, Stage, Status, Sync, SyncId, SyncState,
-    MAX_CREATE_ITEMS,
+    Transition, MAX_CREATE_ITEMS,
 };
 use crate::store::{Store, StoreError};
 
@@ -87,10 +87,6 @@ async fn submit_chunk(
         chunk.iter().map(|e| Expense { status: Status::Submitting, updated_at: claimed_at, ..(*e).clone() }).collect();
     let transactions: Vec<_> = claimed.iter().map(|e| &e.transaction).collect();
     let outcome = codat.create(api, company, &transactions).await;
-    let settle = |event: Event| {
-        let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
-        async move { store.apply_all(&moves).await }
-    };
     match outcome {
         Ok(Created::Dataset(dataset_id)) => {
             tracing::info!(%dataset_id, expenses = claimed.len(), "dataset created");
@@ -102,9 +98,7 @@ async fn submit_chunk(
                 sync_id: None,
                 created_at: Utc::now(),
             };
-            let event = Event::DatasetCreated { dataset_id };
-            let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
-            store.record_dataset(&dataset, &moves).await?;
+            store.record_dataset(&dataset, &moves(&claimed, Event::DatasetCreated { dataset_id })).await?;
         }
         Ok(Created::Sync(sync_id)) => {
             tracing::info!(%sync_id, expenses = claimed.len(), "transactions created; Codat queued their sync");
@@ -112,16 +106,18 @@ async fn submit_chunk(
         }
         Err(err @ CodatError::Rejected { .. }) => {
             tracing::warn!(error = %err, expenses = claimed.len(), "Codat refused the transactions");
-            settle(Event::SubmissionRejected(failure_from(Stage::Submission, &err))).await?;
+            store.apply_all(&moves(&claimed, Event::SubmissionRejected(failure_from(Stage::Submission, &err)))).await?;
         }
         Err(CodatError::Unavailable { maybe_applied: false, detail }) => {
             tracing::warn!(%detail, expenses = claimed.len(), "Codat unavailable; the sweep submits them later");
-            settle(Event::SubmissionAbandoned).await?;
+            store.apply_all(&moves(&claimed, Event::SubmissionAbandoned)).await?;
         }
         Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) if api == CodatApi::V1 => {
             // v1 cannot tell whether a dataset was created: a person checks.
             tracing::error!(error = %err, expenses = claimed.len(), "dataset answer lost");
-            settle(Event::SubmissionUnconfirmed(failure_from(Stage::Submission, &err))).await?;
+            store
+                .apply_all(&moves(&claimed, Event::SubmissionUnconfirmed(failure_from(Stage::Submission, &err))))
+                .await?;
         }
         Err(err @ CodatError::Unavailable { maybe_applied: true, .. }) => {
             tracing::warn!(error = %err, expenses = claimed.len(), "create answer lost; asking Codat's sync lists");
@@ -150,13 +146,16 @@ pub(crate) async fn record_created_sync(
         started_at: Utc::now(),
         finished_at: None,
     };
-    let event = Event::SyncCreated { sync_id };
-    let moves: Vec<_> = claimed.iter().map(|e| (e, e.transition(event.clone()).expect("claimed"))).collect();
-    match store.record_created_sync(&sync, &moves).await {
+    match store.record_created_sync(&sync, &moves(claimed, Event::SyncCreated { sync_id })).await {
         Err(StoreError::Conflict(reason)) => {
             tracing::info!(%sync_id, %reason, "sync already recorded by another invocation");
             Ok(())
         }
         other => other,
     }
+}
+
+/// `event` for each claimed (`submitting`) expense.
+fn moves(claimed: &[Expense], event: Event) -> Vec<(&Expense, Transition)> {
+    claimed.iter().map(|e| (e, e.transition(event.clone()).expect("a claimed expense takes its outcome"))).collect()
 }
