@@ -65,14 +65,16 @@ impl WebhookVerifier {
     /// Authenticates and parses one delivery.
     pub fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        if let Some(signature_id) = header("webhook-id").or_else(|| header("svix-id")) {
+        // The id the signature covers, in the `svix` verifier's own order (`svix-id` first):
+        // de-duplicating on any other header would let an unsigned id make a replay look new.
+        if let Some(signed_id) = header("svix-id").or_else(|| header("webhook-id")) {
             let svix = self
                 .svix
                 .as_ref()
                 .ok_or_else(|| WebhookError::Unauthenticated("signed webhooks are not configured".into()))?;
             svix.verify(body, headers)
                 .map_err(|e| WebhookError::Unauthenticated(format!("signature check failed: {e}")))?;
-            return parse_current(signature_id, body);
+            return parse_current(signed_id, body);
         }
         let expected = self
             .legacy_authorization
@@ -193,6 +195,21 @@ mod tests {
         assert_eq!(notice.sync_id.to_string(), SYNC);
         assert_eq!(notice.company_id.to_string(), COMPANY);
         assert!(!notice.successful);
+    }
+
+    #[test]
+    fn the_delivery_id_is_the_one_the_signature_covers() {
+        // Signed with svix-* headers, replayed with an extra, unsigned webhook-id.
+        let body = current_body(EVENT_SYNC_SUCCESSFUL);
+        let now = chrono::Utc::now().timestamp();
+        let signature = svix::webhooks::Webhook::new(SECRET).unwrap().sign("msg_signed", now, &body).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", HeaderValue::from_static("msg_signed"));
+        headers.insert("svix-timestamp", HeaderValue::from_str(&now.to_string()).unwrap());
+        headers.insert("svix-signature", HeaderValue::from_str(&signature).unwrap());
+        headers.insert("webhook-id", HeaderValue::from_static("msg_fresh_looking"));
+        let delivery = verifier().verify(&headers, &body).unwrap();
+        assert_eq!(delivery.id, "msg_signed");
     }
 
     #[test]

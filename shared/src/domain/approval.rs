@@ -193,7 +193,7 @@ impl ApprovalBatch {
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
@@ -202,10 +202,20 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationErr
             let field_path = if path == "." { field.to_string() } else { format!("{path}.{field}") };
             return ValidationError::new(field_path, "is required");
         }
+        // Malformed JSON: name the innermost field known (never serde's `?` for a key not read
+        // yet), and keep the position, which is all that locates the bad bytes.
+        if inner.is_syntax() || inner.is_eof() {
+            let known = path.trim_end_matches('?').trim_end_matches('.');
+            let field = if known.is_empty() { "body".to_string() } else { known.to_string() };
+            return ValidationError::new(field, format!("malformed JSON: {message}"));
+        }
         let field = if path == "." { "body".to_string() } else { path };
         let message = strip_position(&message);
         ValidationError::new(field, message)
-    })
+    })?;
+    // A second document or trailing bytes would otherwise be dropped without a word.
+    de.end().map_err(|e| ValidationError::new("body", format!("trailing data after the JSON document: {e}")))?;
+    Ok(value)
 }
 
 fn strip_position(message: &str) -> String {
@@ -725,6 +735,24 @@ mod tests {
         let mut e = expense(ID);
         e.as_object_mut().unwrap().remove("currency");
         assert_eq!(field_of(json!({"expenses": [expense(ID), e]})), "expenses[1].currency");
+    }
+
+    #[test]
+    fn trailing_data_and_malformed_numbers_are_refused_naming_where() {
+        let body = json!({"expenses": [expense(ID)]}).to_string();
+        for trailing in [format!("{body} {{}}"), format!("{body}x"), format!("{body}{body}")] {
+            let err = ApprovalBatch::parse(company(), trailing.as_bytes(), &RULES).unwrap_err();
+            assert_eq!(err.field, "body", "{err}");
+            assert!(err.message.contains("trailing data"), "{err}");
+        }
+        let malformed = body.replace("110.42", "110.4.2");
+        let err = ApprovalBatch::parse(company(), malformed.as_bytes(), &RULES).unwrap_err();
+        assert!(!err.field.contains('?') && err.field.starts_with("expenses"), "{err}");
+        assert!(err.message.contains("malformed JSON") && err.message.contains("line 1"), "{err}");
+        // Inside an object, before its next key is read.
+        let unfinished = body.replace("\"netAmount\"", "\"netAmount\" 1,");
+        let err = ApprovalBatch::parse(company(), unfinished.as_bytes(), &RULES).unwrap_err();
+        assert!(!err.field.contains('?'), "{err}");
     }
 
     #[test]
