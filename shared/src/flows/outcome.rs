@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{apply_once, FlowError};
 use crate::codat::{CodatClient, CodatError, Transaction};
-use crate::domain::{CompanyId, Event, ExpenseId, Failure, Stage, Status, SyncId, SyncState};
+use crate::domain::{CodatApi, CompanyId, Event, ExpenseId, Failure, Stage, Status, SyncId, SyncState};
 use crate::store::Store;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ async fn record(
         return Ok(Recorded::StillRunning { waiting });
     }
     if store.finish_sync(&sync).await? {
-        tracing::info!(synced, failed, "sync finished; lock released");
+        tracing::info!(synced, failed, releases_lock = sync.api == CodatApi::V1, "sync finished");
         Ok(Recorded::Finished { synced, failed })
     } else {
         Ok(Recorded::AlreadyFinished)
