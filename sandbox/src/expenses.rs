@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::errors::{company_not_found, invalid, item_error, parse_uuid};
+use crate::exact;
 use crate::state::{Shared, SyncKind, Txn, TxnKind, TxnStatus};
 use crate::validate::{self, Errors, Presence};
 
@@ -41,29 +42,42 @@ async fn create_reimbursables(State(shared): State<Arc<Shared>>, Path(company): 
 
 fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Response {
     let Some(company) = parse_uuid(company) else { return company_not_found() };
-    let items = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) if (1..=50).contains(&items.len()) => items,
-        Ok(Value::Array(items)) => {
+    let raw_items = match exact::parse(body).map(|raw| exact::elements(&raw)) {
+        Ok(Some(items)) if (1..=50).contains(&items.len()) => items,
+        Ok(Some(items)) => {
             return invalid(vec![item_error(
                 None,
                 format!("The body must hold 1 to 50 transactions, got {}", items.len()),
             )])
         }
-        Ok(_) => return invalid(vec![item_error(None, "The body must be a JSON array of transactions".into())]),
+        Ok(None) => return invalid(vec![item_error(None, "The body must be a JSON array of transactions".into())]),
         Err(e) => return invalid(vec![item_error(None, format!("The body is not valid JSON: {e}"))]),
     };
     let mut errors = Vec::new();
     let mut ids = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let mut found = Errors::default();
+    let mut items = Vec::new();
+    for (index, raw) in raw_items.iter().enumerate() {
         let at = format!("[{index}].");
-        let id = match kind {
-            TxnKind::Expense => expense_transaction(item, &at, &mut found),
-            TxnKind::Reimbursable => reimbursable_transaction(item, &at, &mut found),
+        let item = match exact::value(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                errors.push(item_error(None, format!("[{index}] is not valid JSON: {e}")));
+                continue;
+            }
         };
+        let mut found = Errors::default();
+        let id = match kind {
+            TxnKind::Expense => expense_transaction(&item, &at, &mut found),
+            TxnKind::Reimbursable => reimbursable_transaction(&item, &at, &mut found),
+        };
+        // Exact amounts: what a float or a .NET decimal would round is refused, by field.
+        for message in exact::amount_errors(raw) {
+            found.push(&at, message);
+        }
         let item_id = item.get("id").and_then(Value::as_str);
         errors.extend(found.messages.into_iter().map(|m| item_error(item_id, m)));
         ids.extend(id);
+        items.push(item);
     }
     if !errors.is_empty() {
         return invalid(errors);
@@ -81,8 +95,9 @@ fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Re
         return invalid(errors);
     }
     let sync_id = state.add_sync(SyncKind::Current, Vec::new(), ids.clone());
-    for (id, body) in ids.into_iter().zip(items) {
-        let txn = Txn { body, kind, status: TxnStatus::Pending, message: None, sync_id: Some(sync_id.clone()) };
+    for ((id, body), raw) in ids.into_iter().zip(items).zip(raw_items) {
+        let sync_id = Some(sync_id.clone());
+        let txn = Txn { body, raw, kind, status: TxnStatus::Pending, message: None, sync_id };
         state.transactions.insert(id, txn);
     }
     state.create_calls += 1;

@@ -20,7 +20,10 @@
 //! before for the company by either API is refused, and each sync finishes after a delay (a
 //! transaction is `Completed`, or `ValidationError` when its lines total zero or less; see
 //! `runner.rs`), then a Svix-signed `expenses.sync.*` webhook (or a legacy rule payload) is
-//! delivered (`webhooks.rs`). Every call is logged and readable at `GET /_sandbox/calls`;
+//! delivered (`webhooks.rs`). Amounts are read from the body's text into `Decimal`, never
+//! through a float, and one a .NET `decimal` cannot hold exactly is refused by field, as are
+//! dates outside a .NET `DateTime` (`exact.rs`). Every call is logged, a JSON body also as its
+//! exact text (`rawBody`), and readable at `GET /_sandbox/calls`;
 //! faults can be injected at `POST /_sandbox/faults` (before the handler, or with
 //! `afterEffect` after it, so Codat acts but the answer is lost; `delayMs` slows the answer),
 //! webhooks lost at `POST /_sandbox/drop-webhooks`, and transactions left out of listings at
@@ -30,6 +33,7 @@
 mod admin;
 mod attachments;
 mod errors;
+mod exact;
 mod expenses;
 mod middleware;
 mod runner;

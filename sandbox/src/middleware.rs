@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::Value;
@@ -38,6 +38,7 @@ pub async fn track(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         query: parts.uri.query().map(String::from),
         status: 0,
         body: json_body,
+        raw_body: json_text(&parts.headers, &bytes),
         attachment: None,
         handled_status: None,
     };
@@ -96,6 +97,19 @@ pub async fn track(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         sleep(&fault).await;
     }
     response
+}
+
+/// The body's exact text when it is JSON, by its Content-Type or its syntax: what `body`, read
+/// through floats, may have rounded. Bodies that are not UTF-8 are not JSON text.
+fn json_text(headers: &HeaderMap, bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok().filter(|text| !text.is_empty())?;
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().to_ascii_lowercase().ends_with("json")));
+    // `IgnoredAny` checks the syntax without reading numbers, so `1e400` counts as JSON.
+    let json_syntax = || serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    (json_type || json_syntax()).then(|| text.to_string())
 }
 
 /// The first matching fault with uses left, one use taken.

@@ -3,31 +3,53 @@
 
 use std::sync::Arc;
 
+use rust_decimal::Decimal;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::exact::{decimal, Amounts};
 use crate::state::{Company, Shared, SyncPhase, TxnKind, TxnStatus};
 use crate::webhooks::deliver;
 
-/// Sum of netAmount + taxAmount over a transaction's lines, in hundredths (cents), saturating;
-/// `None` when an amount is missing or not a finite number.
-pub fn line_total(transaction: &Value) -> Option<i64> {
-    let cents = |v: &Value, required: bool| -> Option<i64> {
-        match v {
-            Value::Null if !required => Some(0),
-            // `as` saturates; serde_json numbers are always finite.
-            _ => v.as_f64().filter(|f| f.is_finite()).map(|f| (f * 100.0).round() as i64),
-        }
-    };
-    let lines = transaction.get("lines").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    lines.iter().try_fold(0i64, |total, line| {
-        let net = cents(line.get("netAmount").unwrap_or(&Value::Null), true)?;
-        let tax = cents(line.get("taxAmount").unwrap_or(&Value::Null), false)?;
-        Some(total.saturating_add(net).saturating_add(tax))
+/// Why a transaction has no line total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoTotal {
+    /// An amount is missing or not a number.
+    Unreadable,
+    /// The sum is beyond what a .NET decimal holds (each amount alone fit: the create checked).
+    OutOfRange,
+}
+
+/// Sum of netAmount + taxAmount (absent: 0) over a transaction's lines, read from its exact JSON
+/// text and added as `Decimal`, the way Codat's .NET `decimal` adds: exact, save that a sum
+/// needing more than 28-29 significant digits is rounded to fit, as .NET's is (its sign, which
+/// decides the outcome, never changes).
+pub fn line_total(transaction: &RawValue) -> Result<Decimal, NoTotal> {
+    let amount = |raw: Option<&RawValue>| raw.map(|raw| decimal(raw.get()).ok_or(NoTotal::Unreadable)).transpose();
+    let amounts = Amounts::read(transaction).ok_or(NoTotal::Unreadable)?;
+    amounts.lines.iter().try_fold(Decimal::ZERO, |total, line| {
+        let net = amount(line.net.as_deref())?.ok_or(NoTotal::Unreadable)?;
+        let tax = amount(line.tax.as_deref())?.unwrap_or_default();
+        total.checked_add(net).and_then(|total| total.checked_add(tax)).ok_or(NoTotal::OutOfRange)
     })
+}
+
+/// A total for a message: exact, with at least two decimal places (`-3.00`, `-0.001`).
+fn shown(total: Decimal) -> String {
+    if total.scale() >= 2 {
+        total.to_string()
+    } else {
+        format!("{total:.2}")
+    }
 }
 
 /// Settles every transaction of the sync (Completed, or ValidationError when its lines total
 /// zero or less) and marks it done; returns the webhook's transaction list.
+///
+/// Amounts that parse but sum beyond a decimal's range fail their own transaction here, as a
+/// ValidationError like any other bad total, rather than refusing the create with a 400: the
+/// sandbox checks totals per transaction when the sync runs, and the other transactions of the
+/// sync still complete.
 fn settle(state: &mut Company, sync_id: &str) -> Vec<Value> {
     let mut report = Vec::new();
     for id in state.sync_transactions(sync_id) {
@@ -36,20 +58,21 @@ fn settle(state: &mut Company, sync_id: &str) -> Vec<Value> {
             TxnKind::Expense => txn.body.get("type").and_then(Value::as_str).unwrap_or("Payment").to_string(),
             TxnKind::Reimbursable => "reimbursable expense".to_string(),
         };
-        match line_total(&txn.body) {
-            Some(total) if total > 0 => txn.status = TxnStatus::Completed,
-            Some(total) => {
-                txn.status = TxnStatus::ValidationError;
-                txn.message = Some(format!(
-                    "The line item total {:.2} must be greater than zero for a {kind} transaction",
-                    total as f64 / 100.0
-                ));
+        let failure = match line_total(&txn.raw) {
+            Ok(total) if total > Decimal::ZERO => None,
+            Ok(total) => {
+                Some(format!("The line item total {} must be greater than zero for a {kind} transaction", shown(total)))
             }
-            None => {
-                txn.status = TxnStatus::ValidationError;
-                txn.message = Some(format!("The line item total could not be computed for a {kind} transaction"));
+            Err(NoTotal::OutOfRange) => Some(format!(
+                "The line item total is beyond the range of a decimal (±{}) for a {kind} transaction",
+                Decimal::MAX
+            )),
+            Err(NoTotal::Unreadable) => {
+                Some(format!("The line item total could not be computed for a {kind} transaction"))
             }
-        }
+        };
+        txn.status = if failure.is_some() { TxnStatus::ValidationError } else { TxnStatus::Completed };
+        txn.message = failure;
         report.push(json!({
             "id": id,
             "status": if txn.status == TxnStatus::Completed { "Completed" } else { "Failed" },
@@ -115,15 +138,41 @@ pub async fn drain_queue(shared: Arc<Shared>, company: String, generation: u64) 
 
 #[cfg(test)]
 mod tests {
-    use super::line_total;
-    use serde_json::json;
+    use super::{line_total, shown, NoTotal};
+    use serde_json::value::RawValue;
+
+    fn total(text: &str) -> Result<String, NoTotal> {
+        let raw = RawValue::from_string(text.to_string()).expect("json");
+        line_total(&raw).map(shown)
+    }
 
     #[test]
-    fn totals_saturate_and_allow_missing_tax() {
-        assert_eq!(line_total(&json!({"lines": [{"netAmount": 1.5}, {"netAmount": 1, "taxAmount": 0.2}]})), Some(270));
-        assert_eq!(line_total(&json!({"lines": [{"netAmount": 1e300}, {"netAmount": 1e300}]})), Some(i64::MAX));
-        assert_eq!(line_total(&json!({"lines": [{"netAmount": -1e300, "taxAmount": -1e300}]})), Some(i64::MIN));
-        assert_eq!(line_total(&json!({})), Some(0));
-        assert_eq!(line_total(&json!({"lines": [{"netAmount": "12"}]})), None);
+    fn totals_are_exact_and_allow_missing_tax() {
+        let total = |text| total(text).expect("a total");
+        assert_eq!(total(r#"{"lines": [{"netAmount": 1.5}, {"netAmount": 1, "taxAmount": 0.2}]}"#), "2.70");
+        assert_eq!(total(r#"{"lines": [{"netAmount": 0.1, "taxAmount": null}, {"netAmount": 0.2}]}"#), "0.30");
+        // Floats make both of these zero.
+        assert_eq!(total(r#"{"lines": [{"netAmount": 0.001}]}"#), "0.001");
+        assert_eq!(total(r#"{"lines": [{"netAmount": 1e24, "taxAmount": -999999999999999999999999.99}]}"#), "0.01");
+        assert_eq!(total(r#"{"lines": [{"netAmount": 0.1}, {"netAmount": 0.2}, {"netAmount": -0.3}]}"#), "0.00");
+        assert_eq!(
+            total(r#"{"lines": [{"netAmount": 12345678901234567.89, "taxAmount": 0.01}]}"#),
+            "12345678901234567.90"
+        );
+        assert_eq!(total("{}"), "0.00");
+    }
+
+    #[test]
+    fn sums_beyond_a_decimal_and_unreadable_amounts_have_no_total() {
+        let max = "79228162514264337593543950335";
+        assert_eq!(
+            total(&format!(r#"{{"lines": [{{"netAmount": {max}}}, {{"netAmount": 1}}]}}"#)),
+            Err(NoTotal::OutOfRange)
+        );
+        let negative = format!(r#"{{"lines": [{{"netAmount": -{max}, "taxAmount": -{max}}}]}}"#);
+        assert_eq!(total(&negative), Err(NoTotal::OutOfRange));
+        assert_eq!(total(r#"{"lines": [{"netAmount": "12"}]}"#), Err(NoTotal::Unreadable));
+        assert_eq!(total(r#"{"lines": [{"taxAmount": 1}]}"#), Err(NoTotal::Unreadable));
+        assert_eq!(total(r#"{"lines": [{"netAmount": 1e400}]}"#), Err(NoTotal::Unreadable));
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::Config;
@@ -18,8 +19,12 @@ pub struct Call {
     pub query: Option<String>,
     /// The status actually answered (an injected fault's, when one applied).
     pub status: u16,
-    /// The JSON body, when there was one.
+    /// The JSON body, when there was one (its numbers read as floats, so possibly rounded).
     pub body: Option<Value>,
+    /// The exact text of a JSON body (by its Content-Type or its syntax), byte for byte, even one
+    /// `body` could not read (`1e400`); absent when there was no body or it was not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<String>,
     pub attachment: Option<AttachmentLog>,
     /// The status the endpoint itself gave, before an `afterEffect` fault replaced the answer:
     /// what Codat did, as opposed to what the client heard. `None` for calls refused earlier.
@@ -91,6 +96,8 @@ pub enum TxnKind {
 #[derive(Debug, Clone)]
 pub struct Txn {
     pub body: Value,
+    /// The transaction's exact JSON text: amounts are read from it, never from `body`'s floats.
+    pub raw: Box<RawValue>,
     pub kind: TxnKind,
     pub status: TxnStatus,
     pub message: Option<String>,

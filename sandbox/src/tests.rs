@@ -49,6 +49,22 @@ impl Sandbox {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// Posts JSON text as written: amounts a `Value` would round reach the sandbox intact.
+    async fn post_text(&self, path: &str, text: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Basic {KEY}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(text.to_string()))
+            .expect("request");
+        self.send(request).await
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        self.get("/_sandbox/calls").await.1.as_array().cloned().unwrap_or_default()
+    }
+
     async fn upload(&self, path: &str) -> (StatusCode, Value) {
         let boundary = "sandbox-boundary";
         let body = format!(
@@ -412,33 +428,311 @@ async fn a_companys_queued_syncs_run_one_at_a_time() {
     assert!(times.windows(2).all(|w| w[0] < w[1]), "FIFO: {finished:?}");
 }
 
+/// A create endpoint, with one transaction as JSON text: `LINES` (each line `NET`, `TAX`),
+/// `RATE`, `ISSUE` and `DUE` left to fill in.
+struct Create {
+    url: String,
+    transaction: &'static str,
+    line: &'static str,
+    /// Where the transaction's fields are, in validation messages.
+    at: &'static str,
+    v1: bool,
+}
+
+fn creates(company: &str) -> [Create; 3] {
+    let line = r#"{"netAmount": NET, "taxAmount": TAX, "accountRef": {"id": "35"}}"#;
+    [
+        Create {
+            url: format!("{}/expense-transactions", base(company)),
+            transaction: r#"[{"id": "ID", "type": "Payment", "issueDate": "ISSUE", "currency": "GBP",
+                              "currencyRate": RATE, "lines": LINES}]"#,
+            line,
+            at: "[0].",
+            v1: false,
+        },
+        Create {
+            url: format!("{}/reimbursable-expense-transactions", base(company)),
+            transaction: r#"[{"id": "ID", "contactRef": {"id": "752"}, "issueDate": "ISSUE", "dueDate": "DUE",
+                              "currency": "GBP", "currencyRate": RATE, "lines": LINES}]"#,
+            line: r#"{"description": "Hotel", "netAmount": NET, "taxAmount": TAX}"#,
+            at: "[0].",
+            v1: false,
+        },
+        Create {
+            url: format!("{}/data/expense-transactions", base(company)),
+            transaction: r#"{"items": [{"id": "ID", "type": "Payment", "issueDate": "ISSUE", "currency": "GBP",
+                                        "currencyRate": RATE, "lines": LINES}]}"#,
+            line,
+            at: "items[0]: ",
+            v1: true,
+        },
+    ]
+}
+
+/// A line's (netAmount, taxAmount) as JSON text.
+type Line<'a> = (&'a str, &'a str);
+
+/// What to fill in: lines of (netAmount, taxAmount), currencyRate, issueDate, dueDate.
+struct Fill<'a> {
+    lines: &'a [Line<'a>],
+    rate: &'a str,
+    issue: &'a str,
+    due: &'a str,
+}
+
+const FINE: Fill<'static> =
+    Fill { lines: &[("100", "20")], rate: "1", issue: "2024-05-21T00:00:00Z", due: "2024-05-21" };
+
+impl Create {
+    /// The body with a new transaction id, and that id.
+    fn body(&self, fill: &Fill) -> (String, String) {
+        let id = Uuid::new_v4().to_string();
+        let lines: Vec<String> =
+            fill.lines.iter().map(|(net, tax)| self.line.replace("NET", net).replace("TAX", tax)).collect();
+        let text = self
+            .transaction
+            .replace("ID", &id)
+            .replace("LINES", &format!("[{}]", lines.join(", ")))
+            .replace("RATE", fill.rate)
+            .replace("ISSUE", fill.issue)
+            .replace("DUE", fill.due);
+        (text, id)
+    }
+
+    /// Creates the transaction and, for v1, initiates its sync; returns the sync id.
+    async fn sync(&self, sandbox: &Sandbox, company: &str, text: &str) -> String {
+        let (status, body) = sandbox.post_text(&self.url, text).await;
+        assert_eq!(status, StatusCode::OK, "{text}: {body}");
+        let sync_id = if self.v1 {
+            let datasets = json!({"datasetIds": [body["datasetId"]]});
+            sandbox.post(&format!("{}/syncs", base(company)), datasets).await.1["syncId"].clone()
+        } else {
+            body["syncId"].clone()
+        };
+        sync_id.as_str().expect("sync id").to_string()
+    }
+}
+
+#[tokio::test]
+async fn the_call_log_keeps_each_json_body_byte_for_byte() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let [expenses, ..] = creates(&company);
+    // Neither 12345678901234567.89 nor 0.1000000000000000055511151231257827 has an f64.
+    let body_with = |net| expenses.body(&Fill { lines: &[(net, "0.10")], rate: "1.000000000", ..FINE }).0;
+    let exact = body_with("12345678901234567.89").replace('\n', "\r\n\t ");
+    let (status, body) = sandbox.post_text(&expenses.url, &exact).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let too_precise = body_with("0.1000000000000000055511151231257827");
+    assert_eq!(sandbox.post_text(&expenses.url, &too_precise).await.0, StatusCode::BAD_REQUEST);
+    let unreadable = body_with("1e400");
+    assert_eq!(sandbox.post_text(&expenses.url, &unreadable).await.0, StatusCode::BAD_REQUEST);
+    let sync_id = body["syncId"].as_str().expect("id");
+    sandbox.wait_for(&company, sync_id).await;
+    sandbox.upload(&format!("{}/syncs/{sync_id}/transactions/{}/attachments", base(&company), Uuid::new_v4())).await;
+
+    let calls = sandbox.calls().await;
+    let posted: Vec<&Value> = calls.iter().filter(|c| c["path"] == json!(expenses.url)).collect();
+    assert_eq!(posted.len(), 3);
+    for (call, text) in posted.iter().zip([&exact, &too_precise, &unreadable]) {
+        assert_eq!(call["rawBody"].as_str(), Some(text.as_str()), "byte for byte: {call}");
+        let logged: crate::Call = serde_json::from_value((*call).clone()).expect("a Call");
+        assert_eq!(logged.raw_body.as_deref(), Some(text.as_str()));
+    }
+    assert!(
+        exact.contains("\"netAmount\": 12345678901234567.89,")
+            && too_precise.contains("0.1000000000000000055511151231257827")
+    );
+    // `body` is as before: the same JSON, its numbers read as floats; absent when unreadable.
+    assert_eq!(posted[0]["body"][0]["lines"][0]["netAmount"], json!(12345678901234568.0));
+    assert!(posted[2]["body"].is_null(), "{}", posted[2]);
+    let others: Vec<&Value> = calls.iter().filter(|c| c["path"] != json!(expenses.url)).collect();
+    assert!(others.len() >= 2, "status polls and the upload");
+    for call in others {
+        assert!(call.get("rawBody").is_none(), "no body, or not JSON: no rawBody: {call}");
+    }
+}
+
+#[tokio::test]
+async fn amounts_a_dotnet_decimal_cannot_hold_are_refused_by_field() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let absurd = [
+        "1e400",
+        "-1e400",
+        "9e28",
+        "79228162514264337593543950336",
+        "-79228162514264337593543950336",
+        "1e-40",
+        "0.1000000000000000055511151231257827",
+        "1e99999999999999999999",
+    ];
+    for create in creates(&company) {
+        for amount in absurd {
+            for (field, fill) in [
+                ("lines[0].netAmount", Fill { lines: &[(amount, "0")], ..FINE }),
+                ("lines[0].taxAmount", Fill { lines: &[("1", amount)], ..FINE }),
+                ("currencyRate", Fill { rate: amount, ..FINE }),
+            ] {
+                let (status, body) = sandbox.post_text(&create.url, &create.body(&fill).0).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{} {field} {amount}: {body}", create.url);
+                assert_eq!(body["statusCode"], 400);
+                assert_eq!(body["error"], "The request made is not valid.");
+                let expected = format!("{}{field} must be a number a .NET decimal holds exactly", create.at);
+                assert!(errors_text(&body).contains(&expected), "{} {field} {amount}: {body}", create.url);
+                assert_eq!(body["validation"]["errors"].as_array().map(Vec::len), Some(1), "{body}");
+            }
+        }
+    }
+    assert!(sandbox.stats(&company).await.is_null(), "nothing was created");
+
+    // The edges of a decimal are accepted.
+    let held = [
+        "79228162514264337593543950335",
+        "0.0000000000000000000000000001",
+        "1.000000000000000000000000000000000",
+        "1E+2",
+        "12345678901234567.89",
+    ];
+    for create in creates(&company) {
+        for amount in held {
+            let fill = Fill { lines: &[(amount, "0")], rate: amount, ..FINE };
+            let (status, body) = sandbox.post_text(&create.url, &create.body(&fill).0).await;
+            assert_eq!(status, StatusCode::OK, "{} {amount}: {body}", create.url);
+        }
+    }
+}
+
 #[tokio::test]
 async fn huge_amounts_do_not_strand_a_sync() {
     let sandbox = Sandbox::new(10);
     let company = company();
     let url = format!("{}/expense-transactions", base(&company));
-    let (big, small) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
-    let mut huge = expense(&big);
+    // Amounts beyond a decimal, read as floats or not at all, are refused up front, by field.
+    let mut huge = expense(&Uuid::new_v4().to_string());
     huge["lines"] = json!([{"netAmount": 1e308, "taxAmount": 1e308}, {"netAmount": 1e308}]);
-    let mut negative = expense(&small);
-    negative["lines"] = json!([{"netAmount": -1e308, "taxAmount": -1e308}]);
-    let (status, body) = sandbox.post(&url, json!([huge, negative])).await;
+    let (status, body) = sandbox.post(&url, json!([huge])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(errors_text(&body).contains("[0].lines[1].netAmount must be"), "{body}");
+    let raw = format!(
+        r#"[{{"id":"{}","type":"Payment","issueDate":"2024-01-01","currency":"GBP","lines":[{{"netAmount":1e400}}]}}]"#,
+        Uuid::new_v4()
+    );
+    let (status, body) = sandbox.post_text(&url, &raw).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(errors_text(&body).contains("[0].lines[0].netAmount must be"), "{body}");
+    assert!(sandbox.stats(&company).await.is_null(), "nothing was created");
+
+    // Amounts a decimal holds whose sum it does not: that transaction fails, the sync finishes.
+    let max = "79228162514264337593543950335";
+    let lines = [
+        format!(r#"[{{"netAmount": {max}}}, {{"netAmount": 1}}]"#),
+        format!(r#"[{{"netAmount": -{max}, "taxAmount": -{max}}}]"#),
+        format!(r#"[{{"netAmount": {max}, "taxAmount": -{max}}}, {{"netAmount": 0.01}}]"#),
+    ];
+    let ids: Vec<String> = lines.iter().map(|_| Uuid::new_v4().to_string()).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .zip(&lines)
+        .map(|(id, lines)| {
+            format!(r#"{{"id":"{id}","type":"Payment","issueDate":"2024-01-01","currency":"GBP","lines":{lines}}}"#)
+        })
+        .collect();
+    let (status, body) = sandbox.post_text(&url, &format!("[{}]", items.join(","))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let sync_id = body["syncId"].as_str().expect("id");
     let done = sandbox.wait_for(&company, sync_id).await;
-    assert_eq!(done["syncStatusCode"], 2000);
-    let (_, one) = sandbox.get(&format!("{}/syncs/{sync_id}/transactions/{small}", base(&company))).await;
-    assert_eq!(one[0]["status"], "ValidationError");
-    // Out-of-range JSON numbers are refused up front.
-    let raw = format!("[{{\"id\":\"{}\",\"type\":\"Payment\",\"issueDate\":\"2024-01-01\",\"currency\":\"GBP\",\"lines\":[{{\"netAmount\":1e400}}]}}]", Uuid::new_v4());
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(&url)
-        .header(header::AUTHORIZATION, format!("Basic {KEY}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(raw))
-        .expect("request");
-    assert_eq!(sandbox.send(request).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(done["syncStatusCode"], 2000, "{done}");
+    let sync = format!("{}/syncs/{sync_id}/transactions", base(&company));
+    for (id, expected) in ids.iter().zip(["ValidationError", "ValidationError", "Completed"]) {
+        let (_, one) = sandbox.get(&format!("{sync}/{id}")).await;
+        assert_eq!(one[0]["status"], expected, "{one}");
+        if expected == "ValidationError" {
+            let message = one[0]["message"].as_str().expect("message");
+            assert!(message.contains("beyond the range of a decimal (±79228162514264337593543950335)"), "{message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn totals_are_exact() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    // In floats (or cents) the first two total zero and the last -1e24.
+    let cases: [(&[Line], Option<&str>); 5] = [
+        (&[("1000000000000000000000000", "-999999999999999999999999.99")], None),
+        (&[("0.001", "0")], None),
+        (&[("0.1", "0"), ("0.2", "0"), ("-0.3", "0")], Some("total 0.00 must")),
+        (&[("-0.001", "0")], Some("total -0.001 must")),
+        (&[("-999999999999999999999999.99", "0")], Some("total -999999999999999999999999.99 must")),
+    ];
+    for create in creates(&company) {
+        for (lines, failure) in cases {
+            let (text, id) = create.body(&Fill { lines, ..FINE });
+            let sync_id = create.sync(&sandbox, &company, &text).await;
+            sandbox.wait_for(&company, &sync_id).await;
+            let (_, one) = sandbox.get(&format!("{}/syncs/{sync_id}/transactions/{id}", base(&company))).await;
+            match failure {
+                None => assert_eq!(one[0]["status"], "Completed", "{text}: {one}"),
+                Some(total) => {
+                    assert_eq!(one[0]["status"], "ValidationError", "{text}: {one}");
+                    assert!(one[0]["message"].as_str().expect("message").contains(total), "{total}: {one}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn dates_outside_a_dotnet_date_time_are_refused() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let refused = [
+        "0000-01-01",
+        "0000-12-31T00:00:00Z",
+        "0000-12-31T00:00:00",
+        "10000-01-01",
+        "+10000-01-01T00:00:00",
+        "-0001-01-01",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2024-02-30",
+        "23/10/2022",
+    ];
+    let [expenses, reimbursables, v1] = creates(&company);
+    for date in refused {
+        let cases = [
+            (&expenses, "[0].issueDate must be a date-time", Fill { issue: date, ..FINE }),
+            (&reimbursables, "[0].issueDate must be a date-time", Fill { issue: date, ..FINE }),
+            (&reimbursables, "[0].dueDate must be a date-time", Fill { due: date, ..FINE }),
+            (&v1, "items[0]: issueDate is required and must be a date-time", Fill { issue: date, ..FINE }),
+        ];
+        for (create, expected, fill) in cases {
+            let (status, body) = sandbox.post_text(&create.url, &create.body(&fill).0).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{} {date}: {body}", create.url);
+            assert_eq!(body["statusCode"], 400);
+            let text = errors_text(&body);
+            assert!(text.contains(expected) && text.contains("with a year from 0001 to 9999"), "{date}: {text}");
+        }
+    }
+    assert!(sandbox.stats(&company).await.is_null(), "nothing was created");
+
+    // The first and last moments of a DateTime; v1 takes only date-times with an offset.
+    let accepted = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59.9999999+01:00"];
+    for date in accepted {
+        for create in [&expenses, &reimbursables, &v1] {
+            let (status, body) =
+                sandbox.post_text(&create.url, &create.body(&Fill { issue: date, due: date, ..FINE }).0).await;
+            assert_eq!(status, StatusCode::OK, "{} {date}: {body}", create.url);
+        }
+    }
+    for date in ["0001-01-01", "9999-12-31", "9999-12-31T23:59:59"] {
+        for create in [&expenses, &reimbursables] {
+            let (status, body) =
+                sandbox.post_text(&create.url, &create.body(&Fill { issue: date, due: date, ..FINE }).0).await;
+            assert_eq!(status, StatusCode::OK, "{} {date}: {body}", create.url);
+        }
+    }
 }
 
 #[tokio::test]

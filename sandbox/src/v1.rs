@@ -4,15 +4,19 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::errors::{company_not_found, invalid, item_error, parse_uuid};
+use crate::exact;
 use crate::state::{Dataset, Shared, SyncKind, Txn, TxnKind, TxnStatus};
+use crate::validate::is_offset_date_time;
 
 type AppState = State<Arc<Shared>>;
 
@@ -27,13 +31,15 @@ pub fn routes(state: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
-async fn create_dataset(State(shared): AppState, Path(company): Path<String>, body: Option<Json<Value>>) -> Response {
+async fn create_dataset(State(shared): AppState, Path(company): Path<String>, body: Bytes) -> Response {
     let Some(company) = parse_uuid(&company) else { return company_not_found() };
-    let Some(Json(body)) = body else {
-        return invalid(vec![item_error(None, "Body must be a JSON object".into())]);
+    // Read as exact text, so an amount a float cannot hold gets its own answer, by field.
+    let body = match exact::parse(&body) {
+        Ok(body) => body,
+        Err(e) => return invalid(vec![item_error(None, format!("Body must be a JSON object: {e}"))]),
     };
-    let items = match body.get("items").and_then(Value::as_array) {
-        Some(items) if (1..=50).contains(&items.len()) => items.clone(),
+    let raw_items = match exact::property(&body, "items").and_then(|items| exact::elements(&items)) {
+        Some(items) if (1..=50).contains(&items.len()) => items,
         Some(items) => {
             return invalid(vec![item_error(
                 None,
@@ -44,14 +50,23 @@ async fn create_dataset(State(shared): AppState, Path(company): Path<String>, bo
     };
     let mut errors = Vec::new();
     let mut ids = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match validate_transaction(item) {
+    let mut items = Vec::new();
+    for (index, raw) in raw_items.iter().enumerate() {
+        let item = match exact::value(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                errors.push(item_error(None, format!("items[{index}]: is not valid JSON: {e}")));
+                continue;
+            }
+        };
+        match validate_transaction(&item, raw) {
             Ok(id) => ids.push(id),
             Err(messages) => {
                 let id = item.get("id").and_then(Value::as_str);
                 errors.extend(messages.into_iter().map(|m| item_error(id, format!("items[{index}]: {m}"))));
             }
         }
+        items.push(item);
     }
     if !errors.is_empty() {
         return invalid(errors);
@@ -68,21 +83,19 @@ async fn create_dataset(State(shared): AppState, Path(company): Path<String>, bo
         return invalid(errors);
     }
     let dataset_id = uuid::Uuid::new_v4().to_string();
-    for (id, item) in ids.iter().zip(items) {
-        state.transactions.insert(
-            id.clone(),
-            Txn { body: item, kind: TxnKind::Expense, status: TxnStatus::Pending, message: None, sync_id: None },
-        );
+    for ((id, body), raw) in ids.iter().zip(items).zip(raw_items) {
+        let txn = Txn { body, raw, kind: TxnKind::Expense, status: TxnStatus::Pending, message: None, sync_id: None };
+        state.transactions.insert(id.clone(), txn);
     }
     state.create_calls += 1;
     state.datasets.insert(dataset_id.clone(), Dataset { items: ids, sync_id: None });
     (StatusCode::OK, Json(json!({"datasetId": dataset_id}))).into_response()
 }
 
-/// Checks one `ExpenseTransaction` against the schema; returns its id.
-fn validate_transaction(item: &Value) -> Result<String, Vec<String>> {
-    let mut errors = Vec::new();
+/// Checks one `ExpenseTransaction` (`raw` is its exact text) against the schema; returns its id.
+fn validate_transaction(item: &Value, raw: &RawValue) -> Result<String, Vec<String>> {
     let Some(object) = item.as_object() else { return Err(vec!["must be an object".into()]) };
+    let mut errors = Vec::new();
     const KNOWN: &[&str] =
         &["id", "type", "issueDate", "currency", "currencyRate", "contactRef", "merchantName", "lines", "notes"];
     for key in object.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
@@ -97,8 +110,10 @@ fn validate_transaction(item: &Value) -> Result<String, Vec<String>> {
         _ => errors.push(format!("type is required and must be one of {}", TRANSACTION_TYPES.join(", "))),
     }
     match object.get("issueDate").and_then(Value::as_str) {
-        Some(d) if chrono::DateTime::parse_from_rfc3339(d).is_ok() => {}
-        _ => errors.push("issueDate is required and must be a date-time".into()),
+        Some(d) if is_offset_date_time(d) => {}
+        _ => errors.push(
+            "issueDate is required and must be a date-time (2022-10-23T00:00:00Z) with a year from 0001 to 9999".into(),
+        ),
     }
     if !object.get("currency").is_some_and(Value::is_string) {
         errors.push("currency is required".into());
@@ -129,6 +144,8 @@ fn validate_transaction(item: &Value) -> Result<String, Vec<String>> {
         }
         _ => errors.push("lines must hold 1 to 100 lines".into()),
     }
+    // Exact amounts: what a float or a .NET decimal would round is refused, by field.
+    errors.extend(exact::amount_errors(raw));
     if errors.is_empty() {
         Ok(id.expect("checked"))
     } else {

@@ -3,6 +3,7 @@
 //! Each check appends readable messages (`lines[0].netAmount is required and must be a number`)
 //! instead of stopping at the first problem, as Codat lists every validation error.
 
+use chrono::{Datelike, NaiveTime};
 use serde_json::{Map, Value};
 
 use crate::errors::parse_uuid;
@@ -93,16 +94,39 @@ pub fn boolean(object: &Object, key: &str, presence: Presence, at: &str, errors:
 }
 
 /// Codat's date-time: `2022-10-23T00:00:00Z`, with an offset, unqualified local time, or a date.
+/// Codat reads it as a .NET `DateTime`, so the year must be 0001 to 9999 (four digits, no sign),
+/// also once an offset is applied.
 pub fn is_date_time(text: &str) -> bool {
-    chrono::DateTime::parse_from_rfc3339(text).is_ok()
-        || chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-        || chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+    if is_offset_date_time(text) {
+        return true;
+    }
+    let local = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|day| day.and_time(NaiveTime::MIN)));
+    four_digit_year(text) && local.is_ok_and(|at| dotnet_year(&at))
+}
+
+/// An RFC 3339 date-time (v1 takes only these) within a .NET `DateTime`, local and in UTC.
+pub fn is_offset_date_time(text: &str) -> bool {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) else { return false };
+    four_digit_year(text) && dotnet_year(&at.naive_local()) && dotnet_year(&at.naive_utc())
+}
+
+/// chrono also reads `+10000-01-01` and `-0001-01-01`; .NET reads only four digits.
+fn four_digit_year(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() > 4 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-'
+}
+
+/// `DateTime.MinValue` is 0001-01-01, `MaxValue` the end of 9999.
+fn dotnet_year(at: &chrono::NaiveDateTime) -> bool {
+    (1..=9999).contains(&at.year())
 }
 
 pub fn date_time(object: &Object, key: &str, presence: Presence, at: &str, errors: &mut Errors) {
     let Some(value) = present(object, key, presence, at, errors) else { return };
     if !value.as_str().is_some_and(is_date_time) {
-        errors.push(at, format!("{key} must be a date-time (2022-10-23T00:00:00Z) or a date (2022-10-23)"));
+        let message = "must be a date-time (2022-10-23T00:00:00Z) or a date (2022-10-23) with a year from 0001 to 9999";
+        errors.push(at, format!("{key} {message}"));
     }
 }
 

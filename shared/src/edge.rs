@@ -4,6 +4,8 @@
 use http::{header, Method, Response, StatusCode};
 use serde::Serialize;
 
+use crate::domain::ValidationError;
+
 /// A route an API Gateway function serves. `template.yaml` must declare exactly these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -26,14 +28,37 @@ impl Route {
             .then(|| problem(StatusCode::METHOD_NOT_ALLOWED, "method", None, &format!("use {}", self.method)))
     }
 
-    /// The value of `{name}` in `path`: the segment after the one before `{name}` in the route.
-    /// Works with API Gateway's path parameters missing (function URLs) and stage prefixes.
+    /// The value of `{name}` in `path`, which must be this route's path segment for segment
+    /// (after at most one stage prefix): no dot, empty or percent-encoded segments, nothing
+    /// extra, so the ids a handler acts on are exactly the ones the route names.
     pub fn parameter<'a>(&self, path: &'a str, name: &str) -> Option<&'a str> {
+        let template: Vec<&str> = self.path.split('/').skip(1).collect();
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if segments.iter().any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('%')) {
+            return None;
+        }
+        let stage = segments.len().checked_sub(template.len()).filter(|extra| *extra <= 1)?;
+        let segments = &segments[stage..];
+        if template.iter().zip(segments).any(|(t, s)| !t.starts_with('{') && t != s) {
+            return None;
+        }
         let placeholder = format!("{{{name}}}");
-        let segments: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
-        let position = segments.iter().position(|s| *s == placeholder)?;
-        let before = *segments.get(position.checked_sub(1)?)?;
-        segment_after(path, before)
+        template.iter().position(|t| *t == placeholder).map(|at| segments[at])
+    }
+
+    /// The id in `{name}`: API Gateway's path parameter when it sent one, else read from the
+    /// path. `Err` names what is wrong, for a 400 ([`invalid`]).
+    pub fn id_parameter<T>(
+        &self,
+        gateway: Option<&str>,
+        path: &str,
+        name: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ValidationError> {
+        let value = gateway
+            .or_else(|| self.parameter(path, name))
+            .ok_or_else(|| ValidationError::new("path", format!("must be {}", self.path)))?;
+        parse(value).ok_or_else(|| ValidationError::new(name, "must be a canonical UUID (lowercase, hyphenated)"))
     }
 }
 
@@ -45,6 +70,11 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<String> {
         .expect("static response parts are valid")
 }
 
+/// The 400 answer to a request field that is wrong.
+pub fn invalid(error: &ValidationError) -> Response<String> {
+    problem(StatusCode::BAD_REQUEST, "validation", Some(&error.field), &error.message)
+}
+
 /// A 4xx/5xx answer: `{"error": kind, "field": ..., "message": ...}`.
 pub fn problem(status: StatusCode, kind: &str, field: Option<&str>, message: &str) -> Response<String> {
     let mut body = serde_json::json!({"error": kind, "message": message});
@@ -54,25 +84,9 @@ pub fn problem(status: StatusCode, kind: &str, field: Option<&str>, message: &st
     json(status, &body)
 }
 
-/// The path segment after `name`: `segment_after("/prod/companies/abc/expenses", "companies")`
-/// is `abc`. Works with or without an API Gateway stage prefix.
-pub fn segment_after<'a>(path: &'a str, name: &str) -> Option<&'a str> {
-    let mut segments = path.split('/').filter(|s| !s.is_empty());
-    segments.by_ref().find(|s| *s == name)?;
-    segments.next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_segments_with_and_without_stage() {
-        assert_eq!(segment_after("/companies/abc/expenses", "companies"), Some("abc"));
-        assert_eq!(segment_after("/prod/companies/abc/expenses/def", "expenses"), Some("def"));
-        assert_eq!(segment_after("/companies", "companies"), None);
-        assert_eq!(segment_after("/webhooks/codat", "companies"), None);
-    }
 
     #[test]
     fn route_parameters_come_from_the_path() {
@@ -81,6 +95,19 @@ mod tests {
         assert_eq!(EXPENSE_STATUS.parameter(path, "expenseId"), Some("def"));
         assert_eq!(APPROVE_EXPENSES.parameter("/companies/abc/expenses", "companyId"), Some("abc"));
         assert_eq!(CODAT_WEBHOOK.parameter("/webhooks/codat", "companyId"), None);
+        for hostile in [
+            "/companies/A/../B/expenses",
+            "/companies/./abc/expenses",
+            "/companies/%2e%2e/expenses",
+            "/companies//abc/expenses",
+            "/companies/abc/expenses/",
+            "/x/y/companies/abc/expenses",
+            "/companies/abc/other",
+            "companies/abc/expenses",
+        ] {
+            assert_eq!(APPROVE_EXPENSES.parameter(hostile, "companyId"), None, "{hostile}");
+        }
+        assert_eq!(APPROVE_EXPENSES.parameter("/prod/companies/abc/expenses", "companyId"), Some("abc"));
         assert!(APPROVE_EXPENSES.refuse_method(&Method::GET).is_some());
         assert!(APPROVE_EXPENSES.refuse_method(&Method::POST).is_none());
     }

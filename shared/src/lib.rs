@@ -11,6 +11,7 @@ pub mod codat;
 pub mod domain;
 #[cfg(feature = "http-edge")]
 pub mod edge;
+pub mod json;
 
 #[cfg(any(feature = "store", feature = "receipts"))]
 pub mod aws;

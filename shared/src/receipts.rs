@@ -1,4 +1,4 @@
-//! Receipt files in S3, under `receipts/{companyId}/{expenseId}`.
+//! Receipt files in S3, under `receipts/{companyId}/{expenseId}/{sha256}`.
 
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -26,20 +26,21 @@ impl ReceiptStore {
         Ok(Self::new(aws_sdk_s3::Client::from_conf(s3_config), bucket))
     }
 
-    pub fn key(company: CompanyId, expense: ExpenseId) -> String {
-        format!("receipts/{company}/{expense}")
+    /// Addressed by content too: two concurrent approvals of one expense id with different
+    /// receipts write two objects, so the one that is recorded always points at its own bytes.
+    pub fn key(company: CompanyId, expense: ExpenseId, sha256: &str) -> String {
+        format!("receipts/{company}/{expense}/{sha256}")
     }
 
-    /// Stores the receipt. Idempotent: the key is the expense's, so a retry overwrites the same
-    /// bytes rather than leaving a second copy.
+    /// Stores the receipt. Idempotent: a retry writes the same bytes to the same key.
     pub async fn put(
         &self,
         company: CompanyId,
         expense: ExpenseId,
         receipt: &Receipt,
     ) -> Result<ReceiptRef, ReceiptError> {
-        let key = Self::key(company, expense);
         let sha256 = receipt.sha256_hex();
+        let key = Self::key(company, expense, &sha256);
         self.client
             .put_object()
             .bucket(&self.bucket)

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codat::{ExpensesSyncWebhook, LegacySyncWebhook};
 use crate::domain::{CompanyId, SyncId};
+use crate::json::{self, Object};
 
 pub const EVENT_SYNC_SUCCESSFUL: &str = "expenses.sync.successful";
 pub const EVENT_SYNC_UNSUCCESSFUL: &str = "expenses.sync.unsuccessful";
@@ -92,20 +93,37 @@ fn malformed(field: &str, message: impl Into<String>) -> WebhookError {
     WebhookError::Malformed { field: field.into(), message: message.into() }
 }
 
+/// Just the field that says what an event is; the rest is read once the type is known.
+#[derive(serde::Deserialize)]
+struct EventHead {
+    #[serde(rename = "eventType", default)]
+    event_type: Option<String>,
+    #[serde(rename = "RuleType", default)]
+    rule_type: Option<String>,
+    #[serde(rename = "AlertId", default)]
+    alert_id: Option<String>,
+}
+
+/// Parses the whole body strictly (one JSON object, objects where objects belong), naming the
+/// JSON path of whatever is wrong. Unknown fields are Codat's to add, so they are let be.
+fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, WebhookError> {
+    json::parse::<Object<T>>(body).map(Object::into_inner).map_err(|e| malformed(&e.field, e.message))
+}
+
+fn canonical<T>(value: &str, field: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, WebhookError> {
+    parse(value).ok_or_else(|| malformed(field, "must be a canonical UUID (lowercase, hyphenated)"))
+}
+
 fn parse_current(delivery_id: &str, body: &[u8]) -> Result<Delivery, WebhookError> {
-    let event: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed("body", e.to_string()))?;
-    let event_type = event.get("eventType").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let head: EventHead = parse_body(body)?;
+    let event_type = head.event_type.unwrap_or_default();
     if event_type != EVENT_SYNC_SUCCESSFUL && event_type != EVENT_SYNC_UNSUCCESSFUL {
         return Ok(Delivery { id: delivery_id.into(), event_type, notice: None });
     }
-    let event: ExpensesSyncWebhook = serde_json::from_value(event).map_err(|e| malformed("payload", e.to_string()))?;
-    let company_id = event
-        .payload
-        .reference_company
-        .id
-        .parse()
-        .map_err(|_| malformed("payload.referenceCompany.id", "must be a UUID"))?;
-    let sync_id = event.payload.sync_id.parse().map_err(|_| malformed("payload.syncId", "must be a UUID"))?;
+    let event: ExpensesSyncWebhook = parse_body(body)?;
+    let company = &event.payload.reference_company.id;
+    let company_id = canonical(company, "payload.referenceCompany.id", CompanyId::parse_canonical)?;
+    let sync_id = canonical(&event.payload.sync_id, "payload.syncId", SyncId::parse_canonical)?;
     Ok(Delivery {
         id: delivery_id.into(),
         notice: Some(SyncNotice { company_id, sync_id, successful: event_type == EVENT_SYNC_SUCCESSFUL }),
@@ -114,20 +132,17 @@ fn parse_current(delivery_id: &str, body: &[u8]) -> Result<Delivery, WebhookErro
 }
 
 fn parse_legacy(body: &[u8]) -> Result<Delivery, WebhookError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed("body", e.to_string()))?;
-    let rule_type = value.get("RuleType").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let head: EventHead = parse_body(body)?;
+    let rule_type = head.rule_type.unwrap_or_default();
     // Legacy deliveries carry no delivery id header: AlertId identifies the event.
-    let id = value
-        .get("AlertId")
-        .and_then(|a| a.as_str())
-        .map(|a| format!("alert-{a}"))
-        .unwrap_or_else(|| format!("body-{}", hex(&Sha256::digest(body))));
+    let id =
+        head.alert_id.map(|a| format!("alert-{a}")).unwrap_or_else(|| format!("body-{}", hex(&Sha256::digest(body))));
     if rule_type != "Sync Completed" && rule_type != "Sync Failed" {
         return Ok(Delivery { id, event_type: rule_type, notice: None });
     }
-    let event: LegacySyncWebhook = serde_json::from_value(value).map_err(|e| malformed("body", e.to_string()))?;
-    let company_id = event.company_id.parse().map_err(|_| malformed("CompanyId", "must be a UUID"))?;
-    let sync_id = event.data.sync_id.parse().map_err(|_| malformed("Data.syncId", "must be a UUID"))?;
+    let event: LegacySyncWebhook = parse_body(body)?;
+    let company_id = canonical(&event.company_id, "CompanyId", CompanyId::parse_canonical)?;
+    let sync_id = canonical(&event.data.sync_id, "Data.syncId", SyncId::parse_canonical)?;
     Ok(Delivery {
         id,
         notice: Some(SyncNotice { company_id, sync_id, successful: rule_type == "Sync Completed" }),
@@ -259,7 +274,59 @@ mod tests {
         let err = verifier().verify(&signed(&body, chrono::Utc::now().timestamp()), &body).unwrap_err();
         assert_eq!(
             err,
-            WebhookError::Malformed { field: "payload.referenceCompany.id".into(), message: "must be a UUID".into() }
+            WebhookError::Malformed {
+                field: "payload.referenceCompany.id".into(),
+                message: "must be a canonical UUID (lowercase, hyphenated)".into()
+            }
         );
+    }
+
+    fn field_of_malformed(body: serde_json::Value) -> String {
+        let body = body.to_string().into_bytes();
+        match verifier().verify(&signed(&body, chrono::Utc::now().timestamp()), &body) {
+            Err(WebhookError::Malformed { field, .. }) => field,
+            other => panic!("expected a malformed delivery, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arrays_non_canonical_ids_and_trailing_data_are_malformed() {
+        let company = serde_json::json!({"id": COMPANY});
+        let event =
+            |payload: serde_json::Value| serde_json::json!({"eventType": EVENT_SYNC_SUCCESSFUL, "payload": payload});
+        assert_eq!(field_of_malformed(event(serde_json::json!([company, SYNC]))), "payload");
+        assert_eq!(
+            field_of_malformed(event(serde_json::json!({"referenceCompany": [COMPANY], "syncId": SYNC}))),
+            "payload.referenceCompany"
+        );
+        assert_eq!(
+            field_of_malformed(event(serde_json::json!({"referenceCompany": company, "syncId": SYNC.to_uppercase()}))),
+            "payload.syncId"
+        );
+        assert_eq!(
+            field_of_malformed(event(
+                serde_json::json!({"referenceCompany": company, "syncId": SYNC, "transactions": [["x"]]})
+            )),
+            "payload.transactions[0]"
+        );
+        assert_eq!(field_of_malformed(serde_json::json!([EVENT_SYNC_SUCCESSFUL])), "body");
+        let mut body = current_body(EVENT_SYNC_SUCCESSFUL);
+        body.extend_from_slice(b" {}");
+        let err = verifier().verify(&signed(&body, chrono::Utc::now().timestamp()), &body).unwrap_err();
+        assert!(matches!(err, WebhookError::Malformed { ref field, .. } if field == "body"), "{err:?}");
+    }
+
+    #[test]
+    fn svix_tolerance_is_five_minutes_either_way() {
+        // Five seconds either side of the edge, so the test does not race the clock.
+        let body = current_body(EVENT_SYNC_SUCCESSFUL);
+        let now = chrono::Utc::now().timestamp();
+        for inside in [now - 295, now + 295] {
+            assert!(verifier().verify(&signed(&body, inside), &body).is_ok(), "{}", inside - now);
+        }
+        for outside in [now - 305, now + 305] {
+            let refused = verifier().verify(&signed(&body, outside), &body);
+            assert!(matches!(refused, Err(WebhookError::Unauthenticated(_))), "{}", outside - now);
+        }
     }
 }

@@ -1,6 +1,6 @@
 use expense_sync::codat::{self, CodatClient};
 use expense_sync::domain::{ApprovalBatch, CodatApi, CompanyId, Expense, Stage, Status};
-use expense_sync::edge::{json, problem, APPROVE_EXPENSES};
+use expense_sync::edge::{invalid, json, problem, APPROVE_EXPENSES};
 use expense_sync::flows::intake::{approve, Approved, IntakeError};
 use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
@@ -46,13 +46,20 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
     if let Some(refusal) = APPROVE_EXPENSES.refuse_method(request.method()) {
         return Ok(refusal);
     }
-    let Ok(company) = path_parameter(&request, "companyId").parse::<CompanyId>() else {
-        return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));
+    let gateway = request.path_parameters();
+    let company = match APPROVE_EXPENSES.id_parameter(
+        gateway.first("companyId"),
+        request.uri().path(),
+        "companyId",
+        CompanyId::parse_canonical,
+    ) {
+        Ok(company) => company,
+        Err(err) => return Ok(invalid(&err)),
     };
     let rules = codat::intake_rules(services.api);
     let batch = match ApprovalBatch::parse(company, request.body().as_ref(), rules) {
         Ok(batch) => batch,
-        Err(err) => return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some(&err.field), &err.message)),
+        Err(err) => return Ok(invalid(&err)),
     };
     let span = tracing::info_span!("approval", company_id = %company, expenses = batch.expenses.len(), codat_api = %services.api);
     let deadline = invocation_deadline(&request);
@@ -67,6 +74,15 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
             Some(&field),
             &format!("expense {expense_id} was already approved with different content; use a new id"),
         ),
+        Err(IntakeError::Interrupted(err)) => {
+            tracing::error!(error = %err, "approval stored, submission interrupted");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "interrupted",
+                None,
+                "the approval is stored, but sending it to Codat was interrupted; the sweep sends it, and posting the same batch again is safe",
+            )
+        }
         Err(err) => {
             tracing::error!(error = %err, "approval not recorded");
             problem(
@@ -90,14 +106,6 @@ fn invocation_deadline(request: &Request) -> Instant {
         .unwrap_or(29_000)
         .min(29_000);
     Instant::now() + Duration::from_millis(left_ms as u64)
-}
-
-/// API Gateway's path parameter, or (function URLs) the matching path segment.
-fn path_parameter(request: &Request, name: &str) -> String {
-    let from_gateway = request.path_parameters().first(name).map(String::from);
-    from_gateway
-        .or_else(|| APPROVE_EXPENSES.parameter(request.uri().path(), name).map(String::from))
-        .unwrap_or_default()
 }
 
 /// 202 when every expense is on its way; otherwise the status says what went wrong and each

@@ -1,5 +1,5 @@
 use expense_sync::domain::{CompanyId, ExpenseId};
-use expense_sync::edge::{json, problem, EXPENSE_STATUS};
+use expense_sync::edge::{invalid, json, problem, EXPENSE_STATUS};
 use expense_sync::store::Store;
 use expense_sync::telemetry::{metered, Usage};
 use lambda_http::http::{Response, StatusCode};
@@ -28,17 +28,18 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
     if let Some(refusal) = EXPENSE_STATUS.refuse_method(request.method()) {
         return Ok(refusal);
     }
-    let parameter = |name: &str| {
-        let from_gateway = request.path_parameters().first(name).map(String::from);
-        from_gateway
-            .or_else(|| EXPENSE_STATUS.parameter(request.uri().path(), name).map(String::from))
-            .unwrap_or_default()
-    };
-    let Ok(company) = parameter("companyId").parse::<CompanyId>() else {
-        return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("companyId"), "must be a UUID"));
-    };
-    let Ok(expense) = parameter("expenseId").parse::<ExpenseId>() else {
-        return Ok(problem(StatusCode::BAD_REQUEST, "validation", Some("expenseId"), "must be a UUID"));
+    let gateway = request.path_parameters();
+    let path = request.uri().path();
+    let ids = EXPENSE_STATUS
+        .id_parameter(gateway.first("companyId"), path, "companyId", CompanyId::parse_canonical)
+        .and_then(|company| {
+            EXPENSE_STATUS
+                .id_parameter(gateway.first("expenseId"), path, "expenseId", ExpenseId::parse_canonical)
+                .map(|expense| (company, expense))
+        });
+    let (company, expense) = match ids {
+        Ok(ids) => ids,
+        Err(err) => return Ok(invalid(&err)),
     };
     Ok(match services.store.get_expense(company, expense).await {
         Ok(Some(expense)) => json(StatusCode::OK, &expense.view()),

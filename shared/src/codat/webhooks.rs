@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::Object;
+
 /// `ExpensesSyncWebhook`: the `expenses.sync.successful` / `expenses.sync.unsuccessful` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -12,16 +14,16 @@ pub struct ExpensesSyncWebhook {
     pub event_type: String,
     #[serde(default)]
     pub generated_date: Option<String>,
-    pub payload: ExpensesSyncWebhookPayload,
+    pub payload: Object<ExpensesSyncWebhookPayload>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpensesSyncWebhookPayload {
-    pub reference_company: CompanyReference,
+    pub reference_company: Object<CompanyReference>,
     pub sync_id: String,
     #[serde(default)]
-    pub transactions: Vec<ExpensesSyncWebhookTransaction>,
+    pub transactions: Vec<Object<ExpensesSyncWebhookTransaction>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +60,7 @@ pub struct LegacySyncWebhook {
     pub alert_id: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
-    pub data: LegacySyncWebhookData,
+    pub data: Object<LegacySyncWebhookData>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

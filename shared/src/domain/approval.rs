@@ -1,7 +1,8 @@
 //! Approval intake: parse a batch of approved expenses into valid domain values, or name the
 //! first field that is wrong. What each Codat API accepts comes from that API's
 //! [`IntakeRules`], so a batch holds exactly what the selected API can take. Nothing downstream
-//! re-checks what is checked here.
+//! re-checks what is checked here, and a batch that parses can be stored whole (every limit a
+//! write can hit is checked here, before the first write).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -11,23 +12,24 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::fields::{self, Currency};
 use super::transaction::{BillTo, Contact, ContactType, Line, Ref, Tracking, Transaction, TransactionKind};
 use super::{CompanyId, ExpenseId};
+use crate::json::{self, exact_decimal, exact_decimal_opt, Object};
 
 /// At most this many expenses in one approval request (split into chunks of 50 for Codat).
 pub const MAX_BATCH: usize = 100;
 const MAX_LINES: usize = 100;
 const MAX_TRACKING_REFS: usize = 10;
-const MAX_TEXT: usize = 1000;
-
-/// Content types we can recognise, with the magic bytes their files start with.
-const RECEIPT_MAGIC: &[(&str, &[&[u8]])] = &[
-    ("application/pdf", &[b"%PDF-"]),
-    ("image/png", &[b"\x89PNG\r\n\x1a\n"]),
-    ("image/jpeg", &[b"\xff\xd8\xff"]),
-    ("image/gif", &[b"GIF87a", b"GIF89a"]),
-    ("image/webp", &[b"RIFF"]),
-];
+/// Lambda takes at most 6 MB per request (API Gateway answers larger ones itself).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// One expense's stored record, at most: DynamoDB holds 400 KB per item, and later steps add
+/// ids and failure reasons to it.
+pub const MAX_STORED_EXPENSE_BYTES: usize = 300 * 1024;
+/// One approval is written in one DynamoDB transaction, which holds at most 4 MB.
+pub const MAX_STORED_APPROVAL_BYTES: usize = 3_500_000;
+/// What a stored record adds to its transaction: keys, status, receipt, times.
+const STORED_OVERHEAD_BYTES: usize = 2048;
 
 /// What one Codat API accepts at intake. Each API declares its own (`codat::v1::INTAKE`,
 /// `codat::expenses::INTAKE`); the parser below applies whichever the deployment selected.
@@ -65,7 +67,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
 }
@@ -127,6 +129,14 @@ impl ApprovedExpense {
         hasher.update(&self.receipt.bytes);
         hex(&hasher.finalize())
     }
+
+    /// About what its stored record will weigh (the transaction as JSON, plus the rest).
+    fn stored_bytes(&self) -> usize {
+        serde_json::to_vec(&self.transaction).map_or(usize::MAX, |json| json.len())
+            + self.receipt.file_name.len()
+            + self.receipt.content_type.len()
+            + STORED_OVERHEAD_BYTES
+    }
 }
 
 /// A valid batch of approved expenses for one company: card expenses first, then reimbursable
@@ -141,9 +151,15 @@ impl ApprovalBatch {
     /// Parses the approval request body, `{"expenses": [...], "reimbursableExpenses": [...]}`,
     /// accepting exactly what `rules` (the selected Codat API) accepts.
     pub fn parse(company_id: CompanyId, body: &[u8], rules: &IntakeRules) -> Result<Self, ValidationError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ValidationError::new(
+                "body",
+                format!("is {} bytes; at most {MAX_BODY_BYTES} per request: split the batch", body.len()),
+            ));
+        }
         if rules.reimbursable_fields.is_none() {
             // Refuse the kind itself before its items' fields are judged by the other API.
-            let keys: std::collections::HashMap<String, serde::de::IgnoredAny> = parse_json(body)?;
+            let keys: Object<std::collections::HashMap<String, serde::de::IgnoredAny>> = json::parse(body)?;
             if keys.contains_key("reimbursableExpenses") {
                 return Err(ValidationError::new(
                     "reimbursableExpenses",
@@ -151,7 +167,8 @@ impl ApprovalBatch {
                 ));
             }
         }
-        let raw: RawBatch = parse_json(body)?;
+        let raw: Object<RawBatch> = json::parse(body)?;
+        let raw = raw.into_inner();
         let reimbursables = raw.reimbursable_expenses.unwrap_or_default();
         let cards = raw.expenses.unwrap_or_default();
         let count = cards.len() + reimbursables.len();
@@ -168,13 +185,14 @@ impl ApprovalBatch {
         }
         let mut seen = HashSet::new();
         let mut expenses = Vec::with_capacity(count);
+        let mut stored_bytes = 0;
         let parsed = cards
             .into_iter()
             .enumerate()
-            .map(|(i, e)| (format!("expenses[{i}]"), e.validate(&format!("expenses[{i}]"), rules)))
+            .map(|(i, e)| (format!("expenses[{i}]"), e.into_inner().validate(&format!("expenses[{i}]"), rules)))
             .chain(reimbursables.into_iter().enumerate().map(|(i, e)| {
                 let at = format!("reimbursableExpenses[{i}]");
-                let expense = e.validate(&at, rules);
+                let expense = e.into_inner().validate(&at, rules);
                 (at, expense)
             }));
         for (at, expense) in parsed {
@@ -185,51 +203,35 @@ impl ApprovalBatch {
                     format!("{} appears more than once in this batch", expense.id()),
                 ));
             }
+            let bytes = expense.stored_bytes();
+            if bytes > MAX_STORED_EXPENSE_BYTES {
+                return Err(ValidationError::new(
+                    at,
+                    format!(
+                        "would be {bytes} bytes when stored; at most {MAX_STORED_EXPENSE_BYTES} (DynamoDB holds 400 KB per item): shorten its text or split its lines"
+                    ),
+                ));
+            }
+            stored_bytes += bytes;
             expenses.push(expense);
         }
+        if stored_bytes > MAX_STORED_APPROVAL_BYTES {
+            return Err(ValidationError::new(
+                "body",
+                format!(
+                    "would be {stored_bytes} bytes when stored; at most {MAX_STORED_APPROVAL_BYTES} per request, which is stored in one transaction: split the batch"
+                ),
+            ));
+        }
         Ok(Self { company_id, expenses })
-    }
-}
-
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.to_string();
-        // serde reports a missing field against its parent object: name the field itself.
-        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
-            let field_path = if path == "." { field.to_string() } else { format!("{path}.{field}") };
-            return ValidationError::new(field_path, "is required");
-        }
-        // Malformed JSON: name the innermost field known (never serde's `?` for a key not read
-        // yet), and keep the position, which is all that locates the bad bytes.
-        if inner.is_syntax() || inner.is_eof() {
-            let known = path.trim_end_matches('?').trim_end_matches('.');
-            let field = if known.is_empty() { "body".to_string() } else { known.to_string() };
-            return ValidationError::new(field, format!("malformed JSON: {message}"));
-        }
-        let field = if path == "." { "body".to_string() } else { path };
-        let message = strip_position(&message);
-        ValidationError::new(field, message)
-    })?;
-    // A second document or trailing bytes would otherwise be dropped without a word.
-    de.end().map_err(|e| ValidationError::new("body", format!("trailing data after the JSON document: {e}")))?;
-    Ok(value)
-}
-
-fn strip_position(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
     }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawBatch {
-    expenses: Option<Vec<RawExpense>>,
-    reimbursable_expenses: Option<Vec<RawReimbursable>>,
+    expenses: Option<Vec<Object<RawExpense>>>,
+    reimbursable_expenses: Option<Vec<Object<RawReimbursable>>>,
 }
 
 /// A card expense: the superset of both APIs' `ExpenseTransaction`; the rules pick.
@@ -241,15 +243,16 @@ struct RawExpense {
     kind: String,
     issue_date: String,
     currency: String,
+    #[serde(default, deserialize_with = "exact_decimal_opt")]
     currency_rate: Option<Decimal>,
-    contact_ref: Option<RawContact>,
-    bank_account_ref: Option<Ref>,
+    contact_ref: Option<Object<RawContact>>,
+    bank_account_ref: Option<Object<Ref>>,
     reference: Option<String>,
     merchant_name: Option<String>,
-    lines: Vec<RawLine>,
+    lines: Vec<Object<RawLine>>,
     notes: Option<String>,
     post_as_draft: Option<bool>,
-    receipt: RawReceipt,
+    receipt: Object<RawReceipt>,
 }
 
 /// The current API's reimbursable expense transaction, plus its receipt.
@@ -258,15 +261,16 @@ struct RawExpense {
 struct RawReimbursable {
     id: String,
     reference: Option<String>,
-    contact_ref: RawContact,
-    ap_account_ref: Option<Ref>,
+    contact_ref: Object<RawContact>,
+    ap_account_ref: Option<Object<Ref>>,
     issue_date: String,
     due_date: String,
     currency: String,
+    #[serde(default, deserialize_with = "exact_decimal_opt")]
     currency_rate: Option<Decimal>,
     notes: Option<String>,
-    lines: Vec<RawLine>,
-    receipt: RawReceipt,
+    lines: Vec<Object<RawLine>>,
+    receipt: Object<RawReceipt>,
 }
 
 #[derive(Deserialize)]
@@ -281,13 +285,15 @@ struct RawContact {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawLine {
+    #[serde(deserialize_with = "exact_decimal")]
     net_amount: Decimal,
+    #[serde(default, deserialize_with = "exact_decimal_opt")]
     tax_amount: Option<Decimal>,
-    account_ref: Option<Ref>,
-    tax_rate_ref: Option<Ref>,
-    item_ref: Option<Ref>,
-    tracking_refs: Option<Vec<Tracking>>,
-    invoice_to: Option<RawBillTo>,
+    account_ref: Option<Object<Ref>>,
+    tax_rate_ref: Option<Object<Ref>>,
+    item_ref: Option<Object<Ref>>,
+    tracking_refs: Option<Vec<Object<Tracking>>>,
+    invoice_to: Option<Object<RawBillTo>>,
     description: Option<String>,
 }
 
@@ -343,29 +349,33 @@ fn common(
     line_fields: &[&str],
     header: RawHeader<'_>,
     contact: Option<RawContact>,
-    lines: Vec<RawLine>,
+    lines: Vec<Object<RawLine>>,
 ) -> Result<Common, ValidationError> {
-    let id: ExpenseId = header.id.parse().map_err(|_| ValidationError::new(format!("{at}.id"), "must be a UUID"))?;
-    let issue_date = date(header.issue_date, &format!("{at}.issueDate"))?;
-    let currency = header.currency;
-    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err(ValidationError::new(format!("{at}.currency"), "must be an ISO 4217 code such as GBP"));
-    }
+    let id = ExpenseId::parse_canonical(header.id)
+        .ok_or_else(|| ValidationError::new(format!("{at}.id"), "must be a canonical UUID (lowercase, hyphenated)"))?;
+    let issue_date = fields::date(header.issue_date, &format!("{at}.issueDate"))?;
+    let currency = fields::currency(header.currency, &format!("{at}.currency"))?;
     if let Some(rate) = header.currency_rate {
-        if rate <= Decimal::ZERO {
-            return Err(ValidationError::new(format!("{at}.currencyRate"), "must be greater than 0"));
-        }
+        fields::rate(rate, &format!("{at}.currencyRate"))?;
     }
     let contact_ref = contact.map(|c| c.validate(&format!("{at}.contactRef"), rules)).transpose()?;
     if lines.is_empty() || lines.len() > MAX_LINES {
         return Err(ValidationError::new(format!("{at}.lines"), format!("must hold 1 to {MAX_LINES} lines")));
     }
+    let money = Money { currency, code: header.currency };
     let lines = lines
         .into_iter()
         .enumerate()
-        .map(|(i, line)| line.validate(&format!("{at}.lines[{i}]"), rules, line_fields))
+        .map(|(i, line)| line.into_inner().validate(&format!("{at}.lines[{i}]"), rules, line_fields, money))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Common { id, issue_date, contact_ref, lines })
+}
+
+/// The currency a transaction's amounts are in.
+#[derive(Clone, Copy)]
+struct Money<'a> {
+    currency: Currency,
+    code: &'a str,
 }
 
 impl RawExpense {
@@ -391,14 +401,15 @@ impl RawExpense {
                 ("postAsDraft", self.post_as_draft.is_some()),
             ],
         )?;
-        if let Some(bank) = &self.bank_account_ref {
-            non_blank(&bank.id, &format!("{at}.bankAccountRef.id"))?;
+        let bank_account_ref = self.bank_account_ref.map(Object::into_inner);
+        if let Some(bank) = &bank_account_ref {
+            fields::id(&bank.id, &format!("{at}.bankAccountRef.id"))?;
         }
         for (name, text) in
             [("reference", &self.reference), ("merchantName", &self.merchant_name), ("notes", &self.notes)]
         {
             if let Some(text) = text {
-                bounded_text(text, &format!("{at}.{name}"))?;
+                fields::text(text, &format!("{at}.{name}"))?;
             }
         }
         let header = RawHeader {
@@ -407,9 +418,10 @@ impl RawExpense {
             currency: &self.currency,
             currency_rate: self.currency_rate,
         };
+        let contact = self.contact_ref.map(Object::into_inner);
         let Common { id, issue_date, contact_ref, lines } =
-            common(at, rules, rules.line_fields, header, self.contact_ref, self.lines)?;
-        let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
+            common(at, rules, rules.line_fields, header, contact, self.lines)?;
+        let receipt = self.receipt.into_inner().validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
             transaction: Transaction {
                 id,
@@ -421,7 +433,7 @@ impl RawExpense {
                 merchant_name: self.merchant_name,
                 lines,
                 notes: self.notes,
-                bank_account_ref: self.bank_account_ref,
+                bank_account_ref,
                 reference: self.reference,
                 post_as_draft: self.post_as_draft,
                 due_date: None,
@@ -445,24 +457,26 @@ impl RawReimbursable {
                 ("notes", self.notes.is_some()),
             ],
         )?;
-        if let Some(ap) = &self.ap_account_ref {
-            non_blank(&ap.id, &format!("{at}.apAccountRef.id"))?;
+        let ap_account_ref = self.ap_account_ref.map(Object::into_inner);
+        if let Some(ap) = &ap_account_ref {
+            fields::id(&ap.id, &format!("{at}.apAccountRef.id"))?;
         }
         for (name, text) in [("reference", &self.reference), ("notes", &self.notes)] {
             if let Some(text) = text {
-                bounded_text(text, &format!("{at}.{name}"))?;
+                fields::text(text, &format!("{at}.{name}"))?;
             }
         }
-        let due_date = date(&self.due_date, &format!("{at}.dueDate"))?;
+        let due_date = fields::date(&self.due_date, &format!("{at}.dueDate"))?;
         let header = RawHeader {
             id: &self.id,
             issue_date: &self.issue_date,
             currency: &self.currency,
             currency_rate: self.currency_rate,
         };
+        let contact = Some(self.contact_ref.into_inner());
         let Common { id, issue_date, contact_ref, lines } =
-            common(at, rules, rules.reimbursable_line_fields, header, Some(self.contact_ref), self.lines)?;
-        let receipt = self.receipt.validate(&format!("{at}.receipt"), rules)?;
+            common(at, rules, rules.reimbursable_line_fields, header, contact, self.lines)?;
+        let receipt = self.receipt.into_inner().validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
             transaction: Transaction {
                 id,
@@ -478,7 +492,7 @@ impl RawReimbursable {
                 reference: self.reference,
                 post_as_draft: None,
                 due_date: Some(due_date),
-                ap_account_ref: self.ap_account_ref,
+                ap_account_ref,
             },
             receipt,
         })
@@ -487,7 +501,7 @@ impl RawReimbursable {
 
 impl RawContact {
     fn validate(self, at: &str, rules: &IntakeRules) -> Result<Contact, ValidationError> {
-        non_blank(&self.id, &format!("{at}.id"))?;
+        fields::id(&self.id, &format!("{at}.id"))?;
         let (spelled, other) = if rules.contact_type_field == "type" {
             (self.kind, ("contactType", self.contact_type.is_some()))
         } else {
@@ -506,7 +520,13 @@ impl RawContact {
 }
 
 impl RawLine {
-    fn validate(self, at: &str, rules: &IntakeRules, allowed: &[&str]) -> Result<Line, ValidationError> {
+    fn validate(
+        self,
+        at: &str,
+        rules: &IntakeRules,
+        allowed: &[&str],
+        money: Money<'_>,
+    ) -> Result<Line, ValidationError> {
         let present = [
             ("taxAmount", self.tax_amount.is_some()),
             ("taxRateRef", self.tax_rate_ref.is_some()),
@@ -522,8 +542,15 @@ impl RawLine {
         {
             return Err(ValidationError::new(format!("{at}.{name}"), format!("is required by {}", rules.api)));
         }
+        fields::amount(self.net_amount, money.currency, money.code, &format!("{at}.netAmount"))?;
+        if let Some(tax) = self.tax_amount {
+            fields::amount(tax, money.currency, money.code, &format!("{at}.taxAmount"))?;
+        }
+        let account_ref = self.account_ref.map(Object::into_inner);
+        let tax_rate_ref = self.tax_rate_ref.map(Object::into_inner);
+        let item_ref = self.item_ref.map(Object::into_inner);
         if rules.account_or_item {
-            match (&self.account_ref, &self.item_ref) {
+            match (&account_ref, &item_ref) {
                 (None, None) => {
                     return Err(ValidationError::new(format!("{at}.accountRef"), "is required (or itemRef)"))
                 }
@@ -536,14 +563,14 @@ impl RawLine {
                 _ => {}
             }
         }
-        for (name, reference) in
-            [("accountRef", &self.account_ref), ("taxRateRef", &self.tax_rate_ref), ("itemRef", &self.item_ref)]
-        {
+        for (name, reference) in [("accountRef", &account_ref), ("taxRateRef", &tax_rate_ref), ("itemRef", &item_ref)] {
             if let Some(reference) = reference {
-                non_blank(&reference.id, &format!("{at}.{name}.id"))?;
+                fields::id(&reference.id, &format!("{at}.{name}.id"))?;
             }
         }
-        if let Some(refs) = &self.tracking_refs {
+        let tracking_refs: Option<Vec<Tracking>> =
+            self.tracking_refs.map(|refs| refs.into_iter().map(Object::into_inner).collect());
+        if let Some(refs) = &tracking_refs {
             if refs.is_empty() || refs.len() > MAX_TRACKING_REFS {
                 return Err(ValidationError::new(
                     format!("{at}.trackingRefs"),
@@ -552,7 +579,7 @@ impl RawLine {
             }
             for (i, tracking) in refs.iter().enumerate() {
                 let tracking_at = format!("{at}.trackingRefs[{i}]");
-                non_blank(&tracking.id, &format!("{tracking_at}.id"))?;
+                fields::id(&tracking.id, &format!("{tracking_at}.id"))?;
                 only_allowed(
                     &tracking_at,
                     rules.api,
@@ -561,10 +588,10 @@ impl RawLine {
                 )?;
             }
         }
-        let invoice_to = match self.invoice_to {
+        let invoice_to = match self.invoice_to.map(Object::into_inner) {
             None => None,
             Some(bill_to) => {
-                non_blank(&bill_to.id, &format!("{at}.invoiceTo.id"))?;
+                fields::id(&bill_to.id, &format!("{at}.invoiceTo.id"))?;
                 if bill_to.kind.as_deref().is_some_and(|k| k != "customer") {
                     return Err(ValidationError::new(format!("{at}.invoiceTo.type"), "must be customer"));
                 }
@@ -572,15 +599,15 @@ impl RawLine {
             }
         };
         if let Some(description) = &self.description {
-            bounded_text(description, &format!("{at}.description"))?;
+            fields::text(description, &format!("{at}.description"))?;
         }
         Ok(Line {
             net_amount: self.net_amount,
             tax_amount: self.tax_amount,
-            tax_rate_ref: self.tax_rate_ref,
-            account_ref: self.account_ref,
-            tracking_refs: self.tracking_refs,
-            item_ref: self.item_ref,
+            tax_rate_ref,
+            account_ref,
+            tracking_refs,
+            item_ref,
             invoice_to,
             description: self.description,
         })
@@ -589,24 +616,16 @@ impl RawLine {
 
 impl RawReceipt {
     fn validate(self, at: &str, rules: &IntakeRules) -> Result<Receipt, ValidationError> {
-        let name = self.file_name.trim();
-        if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
-            return Err(ValidationError::new(
-                format!("{at}.fileName"),
-                "must be a plain file name of 1 to 255 characters",
-            ));
-        }
+        let file_name = fields::file_name(&self.file_name, &format!("{at}.fileName"))?;
         let content_type = self.content_type.trim().to_ascii_lowercase();
-        let magics = RECEIPT_MAGIC
-            .iter()
-            .find(|(t, _)| *t == content_type && rules.receipt_types.contains(t))
-            .map(|(_, magics)| *magics);
-        let Some(magics) = magics else {
+        if !(fields::KNOWN_RECEIPT_TYPES.contains(&content_type.as_str())
+            && rules.receipt_types.contains(&content_type.as_str()))
+        {
             return Err(ValidationError::new(
                 format!("{at}.contentType"),
                 format!("must be one of {} under {}", rules.receipt_types.join(", "), rules.api),
             ));
-        };
+        }
         let max = rules.max_receipt_bytes;
         // Bound the work before decoding: base64 grows data by a third.
         if self.data.len() > max / 3 * 4 + 4 {
@@ -621,43 +640,15 @@ impl RawReceipt {
         if bytes.len() > max {
             return Err(ValidationError::new(format!("{at}.data"), too_large(max, rules.api)));
         }
-        if !magics.iter().any(|magic| bytes.starts_with(magic)) {
+        if !fields::is_file_of_type(&content_type, &bytes) {
             return Err(ValidationError::new(format!("{at}.data"), format!("is not a {content_type} file")));
         }
-        Ok(Receipt { file_name: name.to_string(), content_type, bytes })
+        Ok(Receipt { file_name, content_type, bytes })
     }
 }
 
 fn too_large(max: usize, api: &str) -> String {
     format!("receipt exceeds {max} bytes, the most every integration of {api} accepts")
-}
-
-fn non_blank(value: &str, field: &str) -> Result<(), ValidationError> {
-    if value.trim().is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
-    }
-    Ok(())
-}
-
-fn bounded_text(value: &str, field: &str) -> Result<(), ValidationError> {
-    if value.chars().count() > MAX_TEXT {
-        return Err(ValidationError::new(field, format!("must be at most {MAX_TEXT} characters")));
-    }
-    Ok(())
-}
-
-fn date(value: &str, field: &str) -> Result<String, ValidationError> {
-    canonical_date(value).ok_or_else(|| {
-        ValidationError::new(field, "must be an ISO 8601 date or date-time, e.g. 2024-05-21 or 2024-05-21T00:00:00Z")
-    })
-}
-
-/// Accepts `YYYY-MM-DD` or an RFC 3339 date-time, and returns Codat's date-time form.
-fn canonical_date(value: &str) -> Option<String> {
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        return Some(format!("{}T00:00:00Z", date.format("%Y-%m-%d")));
-    }
-    chrono::DateTime::parse_from_rfc3339(value).ok().map(|dt| dt.to_rfc3339())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -724,7 +715,8 @@ mod tests {
         assert_eq!(expense.transaction.lines[0].net_amount.to_string(), "110.42");
         assert_eq!(expense.receipt.bytes, PNG);
         let stored = serde_json::to_value(&expense.transaction).unwrap();
-        assert_eq!(stored["lines"][0]["netAmount"], json!(110.42));
+        // Stored as exact decimal text (DynamoDB strings); Codat's bodies get JSON numbers.
+        assert_eq!(stored["lines"][0]["netAmount"], json!("110.42"));
         assert_eq!(stored["lines"][0]["accountRef"]["id"], "42");
         assert_eq!(stored["type"], "Payment");
         assert!(stored.get("receipt").is_none());
@@ -869,6 +861,73 @@ mod tests {
         );
         let reimbursable = json!({"reimbursableExpenses": [expense(ID)]});
         assert_eq!(field_of(reimbursable), "reimbursableExpenses");
+    }
+
+    /// The hostile inputs of issue 14, each refused naming its field.
+    #[test]
+    fn hostile_input_is_refused_naming_the_field() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let webm_as_webp = base64::engine::general_purpose::STANDARD.encode(b"RIFF\x24\0\0\0WAVEfmt audio");
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("expenses[1].lines[0].accountRef", Box::new(|e| e["lines"][0]["accountRef"] = json!(["42"]))),
+            ("expenses[1].lines[0].trackingRefs[0]", Box::new(|e| e["lines"][0]["trackingRefs"] = json!([["x"]]))),
+            ("expenses[1].contactRef", Box::new(|e| e["contactRef"] = json!(["SUP-1", "Supplier"]))),
+            ("expenses[1].receipt", Box::new(|e| e["receipt"] = json!(["taxi.png", "image/png", "iVBO"]))),
+            ("expenses[1].lines[0]", Box::new(|e| e["lines"] = json!([[110.42, 14.43]]))),
+            ("expenses[1].currency", Box::new(|e| e["currency"] = json!("ABC"))),
+            ("expenses[1].currency", Box::new(|e| e["currency"] = json!("XAU"))),
+            ("expenses[1].lines[0].netAmount", Box::new(|e| e["lines"][0]["netAmount"] = json!(1.234))),
+            ("expenses[1].lines[0].netAmount", Box::new(|e| e["lines"][0]["netAmount"] = json!(9e27))),
+            ("expenses[1].lines[0].taxAmount", Box::new(|e| e["lines"][0]["taxAmount"] = json!(1.8e19))),
+            ("expenses[1].lines[0].netAmount", Box::new(|e| e["lines"][0]["netAmount"] = json!("110.42"))),
+            ("expenses[1].id", Box::new(|e| e["id"] = json!(ID.to_uppercase()))),
+            ("expenses[1].id", Box::new(|e| e["id"] = json!(format!("{{{ID}}}")))),
+            ("expenses[1].issueDate", Box::new(|e| e["issueDate"] = json!("+12345-01-01"))),
+            ("expenses[1].issueDate", Box::new(|e| e["issueDate"] = json!("0000-01-01"))),
+            ("expenses[1].receipt.fileName", Box::new(|e| e["receipt"]["fileName"] = json!("taxi\u{202E}gnp.exe"))),
+            (
+                "expenses[1].lines[0].accountRef.id",
+                Box::new(|e| e["lines"][0]["accountRef"]["id"] = json!("7".repeat(420_000))),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut bad = expense(ID);
+            mutate(&mut bad);
+            let sibling = expense("0b8f5c9e-3d41-4c8e-9a57-2f6d1e4b7a01");
+            let err = parse(json!({"expenses": [sibling, bad]})).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+        }
+        let mut webp_rules = RULES;
+        webp_rules.receipt_types = &["image/webp"];
+        let mut audio = expense(ID);
+        audio["receipt"] = json!({"fileName": "a.webp", "contentType": "image/webp", "data": webm_as_webp});
+        let body = json!({"expenses": [audio]}).to_string();
+        let err = ApprovalBatch::parse(company(), body.as_bytes(), &webp_rules).unwrap_err();
+        assert_eq!(err.field, "expenses[0].receipt.data", "{err}");
+    }
+
+    #[test]
+    fn amounts_reach_the_transaction_with_exactly_their_digits() {
+        let mut e = expense(ID);
+        e["lines"][0]["netAmount"] = json!("__NET__");
+        let body = json!({"expenses": [e]}).to_string().replace("\"__NET__\"", "1234567890123.45");
+        let batch = ApprovalBatch::parse(company(), body.as_bytes(), &RULES).unwrap();
+        assert_eq!(batch.expenses[0].transaction.lines[0].net_amount.to_string(), "1234567890123.45");
+    }
+
+    #[test]
+    fn an_expense_too_large_to_store_is_refused_before_anything_is_written() {
+        let mut e = expense(ID);
+        e["lines"] = json!((0..100)
+            .map(|_| json!({"netAmount": 1, "taxAmount": 0, "accountRef": {"id": "é".repeat(255)},
+                            "trackingRefs": (0..10).map(|_| json!({"id": "é".repeat(255)})).collect::<Vec<_>>()}))
+            .collect::<Vec<_>>());
+        // Every field is within its own limit; together they exceed what one item holds.
+        let Err(err) = parse(json!({"expenses": [expense("0b8f5c9e-3d41-4c8e-9a57-2f6d1e4b7a01"), e]})) else {
+            panic!("an expense over the item limit was accepted");
+        };
+        assert_eq!(err.field, "expenses[1]", "{err}");
+        assert!(err.message.contains("when stored"), "{err}");
     }
 
     #[test]

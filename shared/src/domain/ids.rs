@@ -21,6 +21,12 @@ macro_rules! uuid_id {
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
+            /// Only the canonical form (lowercase, hyphenated): one id, one spelling, so the
+            /// same id can never arrive twice under two names.
+            pub fn parse_canonical(s: &str) -> Option<Self> {
+                let id = Uuid::try_parse(s).ok()?;
+                (id.hyphenated().to_string() == s).then_some(Self(id))
+            }
         }
 
         impl fmt::Display for $name {
@@ -54,3 +60,24 @@ uuid_id!(
     /// A sync of one or more datasets to the accounting software.
     SyncId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_uuids_parse_canonically() {
+        let canonical = "4d7c6929-7770-412b-91bb-44d3bc71d111";
+        assert!(ExpenseId::parse_canonical(canonical).is_some());
+        for other in [
+            "4D7C6929-7770-412B-91BB-44D3BC71D111",
+            "{4d7c6929-7770-412b-91bb-44d3bc71d111}",
+            "urn:uuid:4d7c6929-7770-412b-91bb-44d3bc71d111",
+            "4d7c69297770412b91bb44d3bc71d111",
+            "4d7c6929-7770-412b-91bb-44d3bc71d11",
+            "",
+        ] {
+            assert!(ExpenseId::parse_canonical(other).is_none(), "{other}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod approval;
 mod expense;
+pub mod fields;
 mod ids;
 mod sync;
 mod transaction;

@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::submit::submit_approved;
 use crate::codat::CodatClient;
-use crate::domain::{ApprovalBatch, CodatApi, Expense, ExpenseId, Status};
+use crate::domain::{ApprovalBatch, ApprovedExpense, CodatApi, Expense, ExpenseId, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::{Store, StoreError};
 
@@ -15,8 +15,13 @@ pub enum IntakeError {
     /// The expense id is taken by a different expense: 409, nothing written.
     #[error("{field}: expense {expense_id} was already approved with different content")]
     Conflict { field: String, expense_id: ExpenseId },
+    /// Nothing of the approval was stored: a repeat starts afresh.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The approval is stored, but submitting it to Codat was cut short: the sweep submits
+    /// what is left, and a repeat is a replay.
+    #[error("stored, then: {0}")]
+    Interrupted(StoreError),
     #[error("{0}")]
     Receipts(String),
 }
@@ -73,18 +78,28 @@ pub async fn approve(
             updated_at: now,
         });
     }
-    let inserted = store.insert_expenses(&fresh).await?;
+    // All or nothing: a concurrent approval that created some of them first is checked like
+    // a replay (409 before anything is written), and the rest go in without them.
     let mut stored = known;
-    stored.extend(fresh.into_iter().filter(|e| inserted.created.contains(&e.expense_id)));
-    if !inserted.existing.is_empty() {
-        // A concurrent approval created some of them first: they must match too.
+    for _ in 0..=batch.expenses.len() {
+        let inserted = store.insert_expenses(&fresh).await?;
+        if inserted.existing.is_empty() {
+            stored.append(&mut fresh);
+            break;
+        }
         let raced = store.get_expenses(company, &inserted.existing).await?;
         check_same_content(batch, &raced)?;
+        fresh.retain(|e| !raced.iter().any(|r| r.expense_id == e.expense_id));
         stored.extend(raced);
     }
+    if !fresh.is_empty() {
+        return Err(IntakeError::Store(StoreError::Dynamo("the approval kept racing other approvals".into())));
+    }
 
-    let submission = submit_approved(store, codat, company, &stored, deadline).await?;
-    let mut current = store.get_expenses(company, &ids).await?;
+    // From here on the approval is stored: whatever fails, the sweep carries it on.
+    let submission =
+        submit_approved(store, codat, company, &stored, deadline).await.map_err(IntakeError::Interrupted)?;
+    let mut current = store.get_expenses(company, &ids).await.map_err(IntakeError::Interrupted)?;
     current.sort_by_key(|e| ids.iter().position(|id| *id == e.expense_id));
     Ok(Approved { expenses: current, unresolved: submission.unresolved, deferred: submission.deferred })
 }
@@ -92,7 +107,7 @@ pub async fn approve(
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {
     for (index, approved) in batch.expenses.iter().enumerate() {
         if let Some(existing) = stored.iter().find(|e| e.expense_id == approved.id()) {
-            if existing.fingerprint != approved.fingerprint() {
+            if !same_content(existing, approved) {
                 return Err(IntakeError::Conflict {
                     field: format!("expenses[{index}].id"),
                     expense_id: approved.id(),
@@ -101,4 +116,14 @@ fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), I
         }
     }
     Ok(())
+}
+
+/// Whether a stored expense is what `approved` says. The fingerprint answers at once; records
+/// fingerprinted before amounts were exact (as floats) are compared field by field.
+fn same_content(existing: &Expense, approved: &ApprovedExpense) -> bool {
+    existing.fingerprint == approved.fingerprint()
+        || (existing.transaction == approved.transaction
+            && existing.receipt.file_name == approved.receipt.file_name
+            && existing.receipt.content_type == approved.receipt.content_type
+            && existing.receipt.sha256 == approved.receipt.sha256_hex())
 }

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Tries of one insert transaction that other writes keep cancelling.
+const INSERT_ATTEMPTS: u32 = 4;
+
 impl Store {
     pub async fn get_expense(&self, company: CompanyId, expense: ExpenseId) -> Result<Option<Expense>, StoreError> {
         self.count(1);
@@ -44,27 +47,54 @@ impl Store {
         Ok(found)
     }
 
-    /// Puts each expense unless one with its id exists. Each put is its own conditional write,
-    /// so concurrent approvals of the same expense create it exactly once.
+    /// Puts every expense, or none of them: one transaction, each put on condition that no
+    /// expense has its id. When some exist already (a replay or a concurrent approval), nothing
+    /// is written and `existing` names them, so the caller can check them before trying again
+    /// without them. A failure can therefore never leave part of an approval stored.
     pub async fn insert_expenses(&self, expenses: &[Expense]) -> Result<Inserted, StoreError> {
-        let mut inserted = Inserted::default();
-        for expense in expenses {
-            self.count(1);
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(expense_item(expense)))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            match result {
-                Ok(_) => inserted.created.push(expense.expense_id),
-                Err(err) if is_condition_failure(&err) => inserted.existing.push(expense.expense_id),
-                Err(err) => return Err(dynamo(err)),
-            }
+        if expenses.len() > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::Dynamo(format!(
+                "{} expenses cannot be inserted in one transaction (at most {MAX_TRANSACT_ITEMS})",
+                expenses.len()
+            )));
         }
-        Ok(inserted)
+        let mut backoff = std::time::Duration::from_millis(50);
+        for _ in 0..INSERT_ATTEMPTS {
+            let items = expenses
+                .iter()
+                .map(|expense| {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(expense_item(expense)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+                    Ok(TransactWriteItem::builder().put(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let reasons = match self.try_transact(items).await? {
+                Ok(()) => {
+                    return Ok(Inserted {
+                        created: expenses.iter().map(|e| e.expense_id).collect(),
+                        existing: Vec::new(),
+                    })
+                }
+                Err(reasons) => reasons,
+            };
+            let existing: Vec<ExpenseId> = reasons
+                .iter()
+                .zip(expenses)
+                .filter(|(reason, _)| *reason == CONDITION_FAILED)
+                .map(|(_, expense)| expense.expense_id)
+                .collect();
+            if !existing.is_empty() {
+                return Ok(Inserted { created: Vec::new(), existing });
+            }
+            // Cancelled for another reason (a concurrent transaction on the same items): again.
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        Err(StoreError::Dynamo(format!("inserting {} expenses kept conflicting with other writes", expenses.len())))
     }
 
     /// Applies one transition as one conditional write (`status` must still be `from`).

@@ -61,7 +61,8 @@ fn dynamo<E: std::error::Error + 'static, R: std::fmt::Debug>(err: SdkError<E, R
     StoreError::Dynamo(DisplayErrorContext(err).to_string())
 }
 
-/// The outcome of inserting a batch of new expenses.
+/// The outcome of inserting a batch of new expenses: all of them were created, or none was
+/// and `existing` names those that were already there.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Inserted {
     pub created: Vec<ExpenseId>,
@@ -219,25 +220,34 @@ impl Store {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        match self.try_transact(items).await? {
+            Ok(()) => Ok(()),
+            Err(reasons) if reasons.iter().any(|r| r == CONDITION_FAILED) => {
+                Err(StoreError::Conflict(format!("transaction cancelled: {}", reasons.join(","))))
+            }
+            Err(reasons) => Err(StoreError::Dynamo(format!("transaction cancelled: {}", reasons.join(",")))),
+        }
+    }
+
+    /// Runs one transaction: `Ok(Err(reasons))` when DynamoDB cancelled it, with each item's
+    /// reason code in item order (`None` for those that would have held).
+    async fn try_transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Vec<String>>, StoreError> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Ok(()));
         }
         self.count(1);
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Ok(())),
             Err(err) => {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
                 if let SdkError::ServiceError(service) = &err {
                     if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
-                        let reasons: Vec<String> = cancelled
+                        return Ok(Err(cancelled
                             .cancellation_reasons()
                             .iter()
                             .map(|r| r.code().unwrap_or("None").to_string())
-                            .collect();
-                        if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
-                            return Err(StoreError::Conflict(format!("transaction cancelled: {}", reasons.join(","))));
-                        }
+                            .collect()));
                     }
                 }
                 Err(dynamo(err))
@@ -245,6 +255,9 @@ impl Store {
         }
     }
 }
+
+/// A transaction item's cancellation reason when its condition did not hold.
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
 fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
 where

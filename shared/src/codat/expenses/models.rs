@@ -73,8 +73,9 @@ pub struct InvoiceTo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpenseTransactionLine {
+    #[serde(serialize_with = "crate::json::number")]
     pub net_amount: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
     pub tax_amount: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_rate_ref: Option<RecordRef>,
@@ -98,7 +99,7 @@ pub struct ExpenseTransaction {
     pub kind: ExpenseTransactionType,
     pub issue_date: String,
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
     pub currency_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_ref: Option<ExpenseContactRef>,
@@ -135,8 +136,9 @@ pub struct ReimbursementContactRef {
 pub struct ReimbursableExpenseTransactionLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(serialize_with = "crate::json::number")]
     pub net_amount: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
     pub tax_amount: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_rate_ref: Option<RecordRef>,
@@ -164,7 +166,7 @@ pub struct ReimbursableExpenseTransaction {
     pub issue_date: String,
     pub due_date: String,
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
     pub currency_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,

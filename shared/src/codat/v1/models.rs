@@ -45,7 +45,9 @@ pub struct ContactRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpenseTransactionLine {
+    #[serde(serialize_with = "crate::json::number")]
     pub net_amount: Decimal,
+    #[serde(serialize_with = "crate::json::number")]
     pub tax_amount: Decimal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_rate_ref: Option<RecordRef>,
@@ -63,7 +65,7 @@ pub struct ExpenseTransaction {
     pub kind: TransactionType,
     pub issue_date: String,
     pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
     pub currency_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_ref: Option<ContactRef>,
