@@ -25,6 +25,69 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_written() {
     assert_eq!((status, answer["field"].as_str()), (400, Some("companyId")));
 }
 
+/// Issue 14's half-written 500: one expense over DynamoDB's item limit among valid siblings.
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn an_approval_with_one_oversized_expense_stores_and_sends_nothing() {
+    let stack = Stack::from_env();
+    let huge_id = json!({"id": "7".repeat(420_000)});
+    // Every field within its own limit, together past what one stored item may weigh.
+    let heavy_lines: Vec<_> = (0..100)
+        .map(|_| {
+            json!({"netAmount": 1, "taxAmount": 0, "accountRef": {"id": "é".repeat(255)},
+                   "trackingRefs": (0..10).map(|_| json!({"id": "é".repeat(255)})).collect::<Vec<_>>()})
+        })
+        .collect();
+    for (field, oversize) in [
+        ("expenses[1].lines[0].accountRef.id", json!([{"netAmount": 1, "taxAmount": 0, "accountRef": huge_id}])),
+        ("expenses[1]", json!(heavy_lines)),
+    ] {
+        let mut approval = stack.sample_approval();
+        approval.body["expenses"][1]["lines"] = oversize;
+        let (status, answer) = stack.approve(&approval.company, &approval.body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+        for id in approval.ids() {
+            assert_eq!(stack.expense(&approval.company, &id).await.0, 404, "{id} was stored");
+        }
+        assert!(stack.codat_calls(&approval.company).await.is_empty(), "Codat was called");
+    }
+}
+
+/// Amounts no float holds reach Codat with exactly the digits approved.
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn amounts_reach_codat_byte_for_byte() {
+    let stack = Stack::from_env();
+    let mut approval = stack.sample_approval().cards_only();
+    let exact = [("CLF", "1234567890123.4567", "0.0001"), ("KWD", "9999999999999.999", "0.125")];
+    for (i, (currency, _, _)) in exact.iter().enumerate() {
+        let expense = &mut approval.body["expenses"][i];
+        expense["currency"] = json!(currency);
+        expense["lines"] = json!([{"netAmount": format!("@net{i}@"), "taxAmount": format!("@tax{i}@"),
+                                   "accountRef": {"id": "42"}}]);
+    }
+    let mut text = approval.body.to_string();
+    for (i, (_, net, tax)) in exact.iter().enumerate() {
+        text = text.replace(&format!("\"@net{i}@\""), net).replace(&format!("\"@tax{i}@\""), tax);
+    }
+    let (status, answer) = stack.approve_text(&approval.company, text).await;
+    assert_eq!(status, 202, "{answer}");
+    let views = stack.settle(&approval.company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+    let sent: String = stack
+        .codat_calls(&approval.company)
+        .await
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("expense-transactions"))
+        .filter_map(|c| c.raw_body)
+        .collect();
+    for (_, net, tax) in exact {
+        assert!(sent.contains(&format!("\"netAmount\":{net}")), "{net} not sent exactly: {sent}");
+        assert!(sent.contains(&format!("\"taxAmount\":{tax}")), "{tax} not sent exactly: {sent}");
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the local environment: run `local/devenv.py test`"]
 async fn an_expense_id_reused_for_other_content_is_a_conflict() {

@@ -930,6 +930,29 @@ mod tests {
         assert!(err.message.contains("when stored"), "{err}");
     }
 
+    /// Records written while amounts were floats hold numbers and a float-era fingerprint: a
+    /// replay of their approval is still recognised, and a change still is not.
+    #[test]
+    fn a_replay_of_a_record_stored_with_float_amounts_is_recognised() {
+        let approved = parse(json!({"expenses": [expense(ID)]})).unwrap().expenses.remove(0);
+        let mut transaction = serde_json::to_value(&approved.transaction).unwrap();
+        transaction["lines"][0]["netAmount"] = json!(110.42);
+        transaction["lines"][0]["taxAmount"] = json!(14.43);
+        let legacy: crate::domain::Expense = serde_json::from_value(json!({
+            "companyId": company(), "expenseId": ID, "status": "uploaded", "transaction": transaction,
+            "receipt": {"key": "receipts/k", "fileName": "taxi.png", "contentType": "image/png",
+                        "size": PNG.len(), "sha256": approved.receipt.sha256_hex()},
+            "fingerprint": "computed-over-floats", "approvedAt": "2026-01-01T00:00:00Z",
+            "updatedAt": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert!(legacy.is_approval_of(&approved));
+        let mut changed = expense(ID);
+        changed["lines"][0]["netAmount"] = json!(110.43);
+        let changed = parse(json!({"expenses": [changed]})).unwrap().expenses.remove(0);
+        assert!(!legacy.is_approval_of(&changed));
+    }
+
     #[test]
     fn fingerprint_tells_replays_from_conflicts() {
         let a = parse(json!({"expenses": [expense(ID)]})).unwrap().expenses.remove(0);

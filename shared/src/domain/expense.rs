@@ -142,6 +142,17 @@ pub struct Expense {
 }
 
 impl Expense {
+    /// Whether this stored expense is what `approved` says (a replay, not a conflict). The
+    /// fingerprint answers at once; records fingerprinted before amounts were exact (as
+    /// floats) are compared field by field.
+    pub fn is_approval_of(&self, approved: &super::ApprovedExpense) -> bool {
+        self.fingerprint == approved.fingerprint()
+            || (self.transaction == approved.transaction
+                && self.receipt.file_name == approved.receipt.file_name
+                && self.receipt.content_type == approved.receipt.content_type
+                && self.receipt.sha256 == approved.receipt.sha256_hex())
+    }
+
     /// What the user sees of an expense: its progress and, if it stopped, why.
     pub fn view(&self) -> serde_json::Value {
         serde_json::json!({

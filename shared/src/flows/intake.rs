@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::submit::submit_approved;
 use crate::codat::CodatClient;
-use crate::domain::{ApprovalBatch, ApprovedExpense, CodatApi, Expense, ExpenseId, Status};
+use crate::domain::{ApprovalBatch, CodatApi, Expense, ExpenseId, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::{Store, StoreError};
 
@@ -107,7 +107,7 @@ pub async fn approve(
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {
     for (index, approved) in batch.expenses.iter().enumerate() {
         if let Some(existing) = stored.iter().find(|e| e.expense_id == approved.id()) {
-            if !same_content(existing, approved) {
+            if !existing.is_approval_of(approved) {
                 return Err(IntakeError::Conflict {
                     field: format!("expenses[{index}].id"),
                     expense_id: approved.id(),
@@ -116,14 +116,4 @@ fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), I
         }
     }
     Ok(())
-}
-
-/// Whether a stored expense is what `approved` says. The fingerprint answers at once; records
-/// fingerprinted before amounts were exact (as floats) are compared field by field.
-fn same_content(existing: &Expense, approved: &ApprovedExpense) -> bool {
-    existing.fingerprint == approved.fingerprint()
-        || (existing.transaction == approved.transaction
-            && existing.receipt.file_name == approved.receipt.file_name
-            && existing.receipt.content_type == approved.receipt.content_type
-            && existing.receipt.sha256 == approved.receipt.sha256_hex())
 }

@@ -150,6 +150,21 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts `body` as written: for bodies a `Value` cannot hold (exact amounts, bad JSON).
+    pub async fn approve_text(&self, company: &str, body: String) -> (u16, Value) {
+        let url = format!("{}/approval-intake/companies/{company}/expenses", self.api);
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("approval intake reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn expense(&self, company: &str, expense: &str) -> (u16, Value) {
         let url = format!("{}/expense-status/companies/{company}/expenses/{expense}", self.api);
         let response = self.http.get(url).send().await.expect("expense status reachable");
