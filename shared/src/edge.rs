@@ -29,14 +29,11 @@ impl Route {
     }
 
     /// The value of `{name}` in `path`, which must be this route's path segment for segment
-    /// (after at most one stage prefix): no dot, empty or percent-encoded segments, nothing
-    /// extra, so the ids a handler acts on are exactly the ones the route names.
+    /// (after at most one stage prefix), with only clean segments ([`clean_segments`]), so the
+    /// ids a handler acts on are exactly the ones the route names.
     pub fn parameter<'a>(&self, path: &'a str, name: &str) -> Option<&'a str> {
         let template: Vec<&str> = self.path.split('/').skip(1).collect();
-        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-        if segments.iter().any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('%')) {
-            return None;
-        }
+        let segments = clean_segments(path)?;
         let stage = segments.len().checked_sub(template.len()).filter(|extra| *extra <= 1)?;
         let segments = &segments[stage..];
         if template.iter().zip(segments).any(|(t, s)| !t.starts_with('{') && t != s) {
@@ -47,19 +44,32 @@ impl Route {
     }
 
     /// The id in `{name}`: API Gateway's path parameter when it sent one, else read from the
-    /// path. `Err` names what is wrong, for a 400 ([`invalid`]).
+    /// path. `raw_path` is the path as the client sent it (lambda_http resolves dot segments
+    /// in the URI it builds, so `/companies/A/../B` would otherwise read as company B).
+    /// `Err` names what is wrong, for a 400 ([`invalid`]).
     pub fn id_parameter<T>(
         &self,
         gateway: Option<&str>,
-        path: &str,
+        raw_path: &str,
         name: &str,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<T, ValidationError> {
-        let value = gateway
-            .or_else(|| self.parameter(path, name))
-            .ok_or_else(|| ValidationError::new("path", format!("must be {}", self.path)))?;
+        let bad_path =
+            || ValidationError::new("path", format!("must be {}, without dot, empty or encoded segments", self.path));
+        if clean_segments(raw_path).is_none() {
+            return Err(bad_path());
+        }
+        let value = gateway.or_else(|| self.parameter(raw_path, name)).ok_or_else(bad_path)?;
         parse(value).ok_or_else(|| ValidationError::new(name, "must be a canonical UUID (lowercase, hyphenated)"))
     }
+}
+
+/// The segments of an absolute path, unless one is empty, `.`, `..` or percent-encoded (the
+/// ids in our routes never need encoding; `%2e%2e` is a dot segment in disguise).
+fn clean_segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let clean = segments.iter().all(|s| !(s.is_empty() || *s == "." || *s == ".." || s.contains('%')));
+    clean.then_some(segments)
 }
 
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<String> {
@@ -110,6 +120,19 @@ mod tests {
         assert_eq!(APPROVE_EXPENSES.parameter("/prod/companies/abc/expenses", "companyId"), Some("abc"));
         assert!(APPROVE_EXPENSES.refuse_method(&Method::GET).is_some());
         assert!(APPROVE_EXPENSES.refuse_method(&Method::POST).is_none());
+    }
+
+    #[test]
+    fn ids_come_from_clean_paths_only() {
+        let id = |s: &str| Some(s.to_string());
+        let parse = |gateway, path| APPROVE_EXPENSES.id_parameter(gateway, path, "companyId", id);
+        assert_eq!(parse(None, "/companies/abc/expenses"), Ok("abc".to_string()));
+        assert_eq!(parse(Some("abc"), "/prod/companies/abc/expenses"), Ok("abc".to_string()));
+        // A gateway parameter does not excuse a raw path that resolves elsewhere.
+        assert_eq!(parse(Some("B"), "/companies/A/../B/expenses").unwrap_err().field, "path");
+        assert_eq!(parse(None, "/companies/A/%2e%2e/B/expenses").unwrap_err().field, "path");
+        let canonical = APPROVE_EXPENSES.id_parameter(None, "/companies/ABC/expenses", "companyId", |_| None::<()>);
+        assert_eq!(canonical.unwrap_err().field, "companyId");
     }
 
     #[test]

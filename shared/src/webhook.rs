@@ -116,7 +116,7 @@ fn canonical<T>(value: &str, field: &str, parse: impl Fn(&str) -> Option<T>) -> 
 
 fn parse_current(delivery_id: &str, body: &[u8]) -> Result<Delivery, WebhookError> {
     let head: EventHead = parse_body(body)?;
-    let event_type = head.event_type.unwrap_or_default();
+    let event_type = head.event_type.ok_or_else(|| malformed("eventType", "is required"))?;
     if event_type != EVENT_SYNC_SUCCESSFUL && event_type != EVENT_SYNC_UNSUCCESSFUL {
         return Ok(Delivery { id: delivery_id.into(), event_type, notice: None });
     }
@@ -133,7 +133,7 @@ fn parse_current(delivery_id: &str, body: &[u8]) -> Result<Delivery, WebhookErro
 
 fn parse_legacy(body: &[u8]) -> Result<Delivery, WebhookError> {
     let head: EventHead = parse_body(body)?;
-    let rule_type = head.rule_type.unwrap_or_default();
+    let rule_type = head.rule_type.ok_or_else(|| malformed("RuleType", "is required"))?;
     // Legacy deliveries carry no delivery id header: AlertId identifies the event.
     let id =
         head.alert_id.map(|a| format!("alert-{a}")).unwrap_or_else(|| format!("body-{}", hex(&Sha256::digest(body))));

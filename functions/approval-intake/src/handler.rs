@@ -49,7 +49,7 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
     let gateway = request.path_parameters();
     let company = match APPROVE_EXPENSES.id_parameter(
         gateway.first("companyId"),
-        request.uri().path(),
+        raw_path(&request),
         "companyId",
         CompanyId::parse_canonical,
     ) {
@@ -142,6 +142,14 @@ fn answer(company: CompanyId, approved: &Approved) -> Response<String> {
     };
     let views: Vec<_> = expenses.iter().map(Expense::view).collect();
     json(status, &value!({"companyId": company, "expenses": views, "note": note}))
+}
+
+/// The path as the client sent it (the event's `rawPath`), or the URI's for events without one.
+fn raw_path(request: &Request) -> &str {
+    match request.raw_http_path() {
+        "" => request.uri().path(),
+        raw => raw,
+    }
 }
 
 #[cfg(test)]

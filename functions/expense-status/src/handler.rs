@@ -29,7 +29,7 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
         return Ok(refusal);
     }
     let gateway = request.path_parameters();
-    let path = request.uri().path();
+    let path = raw_path(&request);
     let ids = EXPENSE_STATUS
         .id_parameter(gateway.first("companyId"), path, "companyId", CompanyId::parse_canonical)
         .and_then(|company| {
@@ -49,6 +49,14 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, "the expense could not be read; try again")
         }
     })
+}
+
+/// The path as the client sent it (the event's `rawPath`), or the URI's for events without one.
+fn raw_path(request: &Request) -> &str {
+    match request.raw_http_path() {
+        "" => request.uri().path(),
+        raw => raw,
+    }
 }
 
 #[cfg(test)]
