@@ -1,43 +1,107 @@
-"""moto server, applying one request at a time.
+"""moto server, applying one request at a time, with transactions that cost what they touch.
 
-moto's TransactWriteItems copies each table it touches and, when the transaction is
-cancelled, restores that copy: writes other threads made meanwhile are silently lost. DynamoDB
-has no such effect, and tests run concurrently (some cancel transactions on purpose), so the
-emulator runs each request under one lock. Connections stay threaded and keep-alive.
-
-The restored copy also brings a copy of the table's stream shard, while every open shard
-iterator (the stream pump's) still reads the old one: after one cancelled transaction the
-stream would go silent for good. So the live shard is kept, less the records the cancelled
-transaction wrote (nobody read them: requests run one at a time).
+moto's TransactWriteItems deep-copies each table it touches, on every call, to restore it if
+the transaction is cancelled. That makes every transaction cost as much as the whole table
+(an approval took 40 s once the table held a few thousand expenses), and a restore silently
+drops writes other threads made meanwhile. Here, requests run one at a time (so nothing else
+writes during a transaction), and a transaction saves only the items it touches: a cancelled
+one puts exactly those back and drops the stream records it wrote (nobody read them). The
+table object, and with it the live stream shard every open iterator reads, never changes.
 
     python local/moto_server.py HOST PORT
 """
 
+import copy
 import os
 import sys
 import threading
 
+import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
 _transact_write_items = DynamoDBBackend.transact_write_items
 
 
-def transact_write_items_keeping_streams(self, transact_items):
-    shards = {name: (table.stream_shard, len(table.stream_shard.items))
-              for name, table in self.tables.items() if table.stream_shard is not None}
+class _NoTableCopy:
+    """moto's `copy` module for the length of a transaction: a table is "copied" as a marker
+    naming it, which is what moto puts back on a rollback; every other copy is a real one."""
+
+    def __init__(self):
+        self.active = False
+
+    def deepcopy(self, value, *args):
+        if self.active and isinstance(value, Table):
+            return _RolledBack(value)
+        return copy.deepcopy(value, *args)
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+
+class _RolledBack:
+    def __init__(self, table):
+        self.table = table
+
+
+_copies = _NoTableCopy()
+dynamodb_models.copy = _copies
+
+
+def _touched(backend, transact_items):
+    """(table, hash key, range key, a copy of the item as it is now or None) per item."""
+    saved = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = backend.tables.get(op.get("TableName"))
+        keys = op.get("Item") or op.get("Key")
+        if table is None or not keys:
+            continue
+        try:
+            hash_key, range_key = backend.get_keys_value(table, keys)
+            current = table.get_item(hash_key, range_key)
+        except Exception:  # moto reports malformed keys itself, with its own error
+            continue
+        saved.append((table, hash_key, range_key, copy.deepcopy(current)))
+    return saved
+
+
+def _put_back(table, hash_key, range_key, item):
+    """Restores one item without a stream record (the cancelled transaction's are dropped)."""
+    if range_key is not None:
+        if item is None:
+            table.items[hash_key].pop(range_key, None)
+            if not table.items[hash_key]:
+                del table.items[hash_key]
+        else:
+            table.items[hash_key][range_key] = item
+    elif item is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = item
+
+
+def transact_write_items_undoing_touched_items(self, transact_items):
+    saved = _touched(self, transact_items)
+    shards = {id(t): (t.stream_shard, len(t.stream_shard.items)) for t, *_ in saved if t.stream_shard is not None}
+    _copies.active = True
     try:
         return _transact_write_items(self, transact_items)
     finally:
-        for name, (shard, length) in shards.items():
-            table = self.tables.get(name)
-            if table is not None and table.stream_shard is not shard:
+        _copies.active = False
+        rolled_back = [name for name, table in self.tables.items() if isinstance(table, _RolledBack)]
+        for name in rolled_back:
+            self.tables[name] = self.tables[name].table
+        if rolled_back:
+            for table, hash_key, range_key, item in reversed(saved):
+                _put_back(table, hash_key, range_key, item)
+            for shard, length in shards.values():
                 del shard.items[length:]
-                table.stream_shard = shard
 
 
-DynamoDBBackend.transact_write_items = transact_write_items_keeping_streams
+DynamoDBBackend.transact_write_items = transact_write_items_undoing_touched_items
 
 
 class OneAtATime:

@@ -35,7 +35,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             (id.clone(), json!({
                 "transactions": c.transactions.len(), "datasets": c.datasets.len(), "syncs": c.syncs.len(),
                 "runningSyncs": c.running_syncs, "maxConcurrentSyncs": c.max_running_syncs, "attachments": c.attachments,
-                "createCalls": c.create_calls,
+                "createCalls": c.create_calls, "transfers": c.transfer_writes,
             }))
         })
         .collect();

@@ -1,4 +1,5 @@
-//! Attachment upload, for transactions of either API once their sync completed them.
+//! Attachment upload, for expense transactions of either API once their sync completed them
+//! (never for transfers or adjustments).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::errors::{company_not_found, error, invalid, item_error, normalize_id, parse_uuid};
-use crate::state::{AttachmentLog, Shared, TxnStatus};
+use crate::state::{AttachmentLog, Shared, TxnKind, TxnStatus};
 
 type AppState = State<Arc<Shared>>;
 
@@ -61,10 +62,18 @@ async fn upload_attachment(
         return company_not_found();
     };
     let (sync_id, transaction_id) = (normalize_id(&sync_id), normalize_id(&transaction_id));
-    let Some(txn) = state.transactions.get(&transaction_id).filter(|t| t.sync_id.as_deref() == Some(sync_id.as_str()))
-    else {
+    let Some(txn) = state.txn_in(&sync_id, &transaction_id) else {
         return error(StatusCode::NOT_FOUND, "Transaction not found in that sync", vec![]);
     };
+    // The YAML: attachments for Transfer and Adjustment transactions are not supported for any
+    // integration. It gives no status of its own for that, so: a 400 naming the transaction.
+    if !txn.kind.takes_attachments() {
+        let kind = if txn.kind == TxnKind::Transfer { "a transfer" } else { "an adjustment" };
+        let message = format!(
+            "Transaction {transaction_id} is {kind}: attachments are not supported for Transfer and Adjustment transactions"
+        );
+        return invalid(vec![item_error(Some(&transaction_id), message)]);
+    }
     if txn.status != TxnStatus::Completed {
         return invalid(vec![item_error(
             Some(&transaction_id),

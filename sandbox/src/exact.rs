@@ -125,6 +125,71 @@ pub fn amount_errors(transaction: &RawValue) -> Vec<String> {
         .collect()
 }
 
+/// The values at `path` (`from.amount`; `lines[].amount` takes every item of `lines`), each with
+/// its concrete path (`lines[1].amount`). Absent and null values are left out, as is anything
+/// under a value of the wrong shape (the shape checks say so).
+pub fn values_at(raw: &RawValue, path: &str) -> Vec<(String, Box<RawValue>)> {
+    let mut found = vec![(String::new(), raw.to_owned())];
+    for step in path.split('.') {
+        let (key, each) = step.strip_suffix("[]").map_or((step, false), |key| (key, true));
+        found = found
+            .into_iter()
+            .flat_map(|(at, raw)| {
+                let at = if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+                let value = non_null(property(&raw, key));
+                match (value, each) {
+                    (None, _) => Vec::new(),
+                    (Some(value), false) => vec![(at, value)],
+                    (Some(value), true) => {
+                        let items = elements(&value).unwrap_or_default().into_iter().enumerate();
+                        items.map(|(index, item)| (format!("{at}[{index}]"), item)).collect()
+                    }
+                }
+            })
+            .filter(|(_, raw)| raw.get() != "null")
+            .collect();
+    }
+    found
+}
+
+/// [`amount_errors`] for amounts at the given paths (see [`values_at`]).
+pub fn amount_errors_at(transaction: &RawValue, paths: &[&str]) -> Vec<String> {
+    paths
+        .iter()
+        .flat_map(|path| values_at(transaction, path))
+        .filter(|(_, raw)| is_number(raw) && decimal(raw.get()).is_none())
+        .map(|(path, _)| format!("{path} must be {DECIMAL_LIMITS}"))
+        .collect()
+}
+
+/// `raw` for comparing two bodies by meaning: key order and spacing do not count, and each
+/// number becomes its exact value as text, so `100`, `100.00` and `1E+2` are the same while
+/// `0.1` and `0.1000000000000000055511151231257827` differ. `None` when it is not JSON.
+pub fn canonical(raw: &RawValue) -> Option<Value> {
+    canonical_at(raw, 0)
+}
+
+fn canonical_at(raw: &RawValue, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match raw.get().as_bytes().first()? {
+        b'[' => {
+            elements(raw)?.iter().map(|item| canonical_at(item, depth + 1)).collect::<Option<_>>().map(Value::Array)
+        }
+        b'{' => {
+            let object: RawObject = serde_json::from_str(raw.get()).ok()?;
+            let fields = object.into_iter().map(|(key, item)| Some((key, canonical_at(&item, depth + 1)?)));
+            fields.collect::<Option<serde_json::Map<_, _>>>().map(Value::Object)
+        }
+        _ if is_number(raw) => {
+            let exact = decimal(raw.get()).map(|d| d.normalize().to_string());
+            Some(Value::String(exact.unwrap_or_else(|| raw.get().to_string())))
+        }
+        _ => serde_json::from_str(raw.get()).ok(),
+    }
+}
+
 /// A JSON number's text as the exact `Decimal`; `None` when it is not a number or a .NET
 /// decimal cannot hold it without rounding (`1e400`, `9e28`, `1e-40`, 34 significant digits).
 pub fn decimal(number: &str) -> Option<Decimal> {
@@ -165,7 +230,7 @@ fn exponent_value(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{amount_errors, decimal, value};
+    use super::{amount_errors, amount_errors_at, canonical, decimal, value, values_at};
     use serde_json::json;
 
     #[test]
@@ -229,5 +294,35 @@ mod tests {
             amount_errors(&super::parse(b"[1]").expect("json")).is_empty(),
             "not an object: the shape checks say so"
         );
+    }
+
+    #[test]
+    fn values_are_found_by_path() {
+        let raw = super::parse(
+            br#"{"from": {"amount": 1.50}, "to": null, "lines": [{"amount": 2}, {"amount": null}, {"amount": 3e2}]}"#,
+        )
+        .expect("json");
+        let found: Vec<(String, String)> = ["from.amount", "to.amount", "lines[].amount", "missing[].amount"]
+            .iter()
+            .flat_map(|path| values_at(&raw, path))
+            .map(|(path, raw)| (path, raw.get().to_string()))
+            .collect();
+        let expected = [("from.amount", "1.50"), ("lines[0].amount", "2"), ("lines[2].amount", "3e2")];
+        assert_eq!(found, expected.map(|(p, v)| (p.to_string(), v.to_string())));
+        let bad = super::parse(br#"{"from": {"amount": 1e400}, "lines": [{"amount": 1e-40}, {"amount": "x"}]}"#)
+            .expect("json");
+        let errors = amount_errors_at(&bad, &["from.amount", "lines[].amount"]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("from.amount must be a number a .NET decimal"), "{errors:?}");
+        assert!(errors[1].starts_with("lines[0].amount must be"), "{errors:?}");
+    }
+
+    #[test]
+    fn canonical_bodies_compare_by_meaning() {
+        let canonical = |text: &str| canonical(&super::parse(text.as_bytes()).expect("json")).expect("canonical");
+        assert_eq!(canonical(r#"{"a": 100, "b": [1E+2, "x"]}"#), canonical(r#"{ "b": [100.00, "x"], "a": 1e2 }"#));
+        assert_ne!(canonical(r#"{"a": 0.1}"#), canonical(r#"{"a": 0.1000000000000000055511151231257827}"#));
+        assert_ne!(canonical(r#"{"a": 1}"#), canonical(r#"{"a": 1, "b": null}"#));
+        assert_eq!(canonical(r#"{"a": 1e400}"#)["a"], "1e400", "beyond a decimal: compared as written");
     }
 }

@@ -3,7 +3,7 @@
 //! `POST .../expense-transactions` and `POST .../reimbursable-expense-transactions` take a bare
 //! array of 1–50 transactions; Codat stores them, creates and queues their sync itself and
 //! answers 200 `{syncId}`. The sync-status, transactions and attachment endpoints they share
-//! with v1 live in `syncs.rs`.
+//! with v1 live in `syncs.rs`; adjustments (`transfers.rs`) use the same batch create.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,11 +14,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::errors::{company_not_found, invalid, item_error, parse_uuid};
 use crate::exact;
-use crate::state::{Shared, SyncKind, Txn, TxnKind, TxnStatus};
+use crate::state::{Company, Shared, SyncKind, Txn, TxnKind, TxnStatus};
 use crate::validate::{self, Errors, Presence};
 
 /// Since 2024 Codat refuses the transfer and adjustment types here (they have their own endpoints).
@@ -33,14 +34,35 @@ pub fn routes(state: Arc<Shared>) -> Router {
 }
 
 async fn create_expenses(State(shared): State<Arc<Shared>>, Path(company): Path<String>, body: Bytes) -> Response {
-    create(&shared, &company, &body, TxnKind::Expense)
+    create_batch(&shared, &company, &body, TxnKind::Expense, |item, raw, at, errors| {
+        let id = expense_transaction(item, at, errors);
+        exact_amounts(raw, at, errors);
+        id
+    })
 }
 
 async fn create_reimbursables(State(shared): State<Arc<Shared>>, Path(company): Path<String>, body: Bytes) -> Response {
-    create(&shared, &company, &body, TxnKind::Reimbursable)
+    create_batch(&shared, &company, &body, TxnKind::Reimbursable, |item, raw, at, errors| {
+        let id = reimbursable_transaction(item, at, errors);
+        exact_amounts(raw, at, errors);
+        id
+    })
 }
 
-fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Response {
+/// Exact amounts: what a float or a .NET decimal would round is refused, by field.
+fn exact_amounts(raw: &RawValue, at: &str, errors: &mut Errors) {
+    for message in exact::amount_errors(raw) {
+        errors.push(at, message);
+    }
+}
+
+/// Checks one transaction of a batch (as a `Value` and as its exact text) with the prefix `at`
+/// (`[0].`); returns its id.
+pub type Check = fn(&Value, &RawValue, &str, &mut Errors) -> Option<String>;
+
+/// A current-API create: a bare array of 1–50 transactions, each checked by `check`, whose ids
+/// are new for the company. Stores them, queues their sync and answers 200 `{syncId}`.
+pub fn create_batch(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind, check: Check) -> Response {
     let Some(company) = parse_uuid(company) else { return company_not_found() };
     let raw_items = match exact::parse(body).map(|raw| exact::elements(&raw)) {
         Ok(Some(items)) if (1..=50).contains(&items.len()) => items,
@@ -66,14 +88,7 @@ fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Re
             }
         };
         let mut found = Errors::default();
-        let id = match kind {
-            TxnKind::Expense => expense_transaction(&item, &at, &mut found),
-            TxnKind::Reimbursable => reimbursable_transaction(&item, &at, &mut found),
-        };
-        // Exact amounts: what a float or a .NET decimal would round is refused, by field.
-        for message in exact::amount_errors(raw) {
-            found.push(&at, message);
-        }
+        let id = check(&item, raw, &at, &mut found);
         let item_id = item.get("id").and_then(Value::as_str);
         errors.extend(found.messages.into_iter().map(|m| item_error(item_id, m)));
         ids.extend(id);
@@ -85,12 +100,7 @@ fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Re
     let mut inner = shared.lock();
     let generation = inner.generation;
     let state = inner.companies.entry(company.clone()).or_default();
-    let mut seen = HashSet::new();
-    for id in &ids {
-        if state.transactions.contains_key(id) || !seen.insert(id.clone()) {
-            errors.push(item_error(Some(id), format!("Transaction id {id} has already been used for this company")));
-        }
-    }
+    let errors = reused_ids(state, &ids);
     if !errors.is_empty() {
         return invalid(errors);
     }
@@ -101,14 +111,22 @@ fn create(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnKind) -> Re
         state.transactions.insert(id, txn);
     }
     state.create_calls += 1;
-    state.queue.push_back(sync_id.clone());
-    let start_worker = !state.worker;
-    state.worker = true;
+    let start_worker = state.enqueue(sync_id.clone());
     drop(inner);
     if start_worker {
         tokio::spawn(crate::runner::drain_queue(shared.clone(), company, generation));
     }
     (StatusCode::OK, Json(json!({"syncId": sync_id}))).into_response()
+}
+
+/// A transaction id is Codat's idempotency key: one already used for the company, by either
+/// API and any endpoint, or given twice in one request, is refused.
+pub fn reused_ids(state: &Company, ids: &[String]) -> Vec<Value> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .filter(|id| state.transactions.contains_key(*id) || !seen.insert(id.as_str()))
+        .map(|id| item_error(Some(id), format!("Transaction id {id} has already been used for this company")))
+        .collect()
 }
 
 /// `ExpenseTransaction`; returns its id when it is valid.

@@ -11,15 +11,22 @@
 //!   `POST /reimbursable-expense-transactions`, a bare array of 1–50 transactions answered 200
 //!   `{syncId}`; Codat creates the sync itself and a company's syncs are queued and run one
 //!   after another.
+//! - current (`transfers.rs`): `PUT /transfer-transactions/{transactionId}` (create or update
+//!   one transfer; every accepted PUT is a new sync, and `/_sandbox/stats` counts creates,
+//!   resends of the same content and updates per id) and `POST /adjustment-transactions` (a
+//!   bare array of 1–50 adjustments), both answered 200 `{syncId}` and queued the same way.
 //! - both (`syncs.rs`, `attachments.rs`): `GET /syncs/{syncId}/status`, `/syncs/latest/status`,
 //!   `/syncs/lastSuccessful/status`, `/syncs/list/status`, `GET /syncs/{syncId}/transactions`
 //!   (paged) and `/syncs/{syncId}/transactions/{transactionId}`, and
-//!   `POST /syncs/{syncId}/transactions/{transactionId}/attachments`.
+//!   `POST /syncs/{syncId}/transactions/{transactionId}/attachments` (refused with a 400 for a
+//!   transfer or an adjustment, which take no file).
 //!
 //! Request bodies are validated (`validate.rs` for the current schemas), a transaction id used
-//! before for the company by either API is refused, and each sync finishes after a delay (a
-//! transaction is `Completed`, or `ValidationError` when its lines total zero or less; see
-//! `runner.rs`), then a Svix-signed `expenses.sync.*` webhook (or a legacy rule payload) is
+//! before for the company by either API is refused (a transfer's PUT to its own id aside), and
+//! each sync finishes after a delay (a transaction is `Completed`, or `ValidationError` when an
+//! expense's lines total zero or less, a transfer's two accounts are the same or an amount is
+//! not above zero, or an adjustment's lines do not total zero; see `runner.rs`,
+//! `transfers.rs`), then a Svix-signed `expenses.sync.*` webhook (or a legacy rule payload) is
 //! delivered (`webhooks.rs`). Amounts are read from the body's text into `Decimal`, never
 //! through a float, and one a .NET `decimal` cannot hold exactly is refused by field, as are
 //! dates outside a .NET `DateTime` (`exact.rs`). Every call is logged, a JSON body also as its
@@ -39,6 +46,7 @@ mod middleware;
 mod runner;
 mod state;
 mod syncs;
+mod transfers;
 mod v1;
 mod validate;
 mod webhooks;
@@ -89,6 +97,7 @@ pub fn router(config: Config) -> axum::Router {
     let shared = Arc::new(state::Shared::new(config));
     v1::routes(shared.clone())
         .merge(expenses::routes(shared.clone()))
+        .merge(transfers::routes(shared.clone()))
         .merge(syncs::routes(shared.clone()))
         .merge(attachments::routes(shared.clone()))
         .merge(admin::routes(shared.clone()))

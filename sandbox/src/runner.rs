@@ -8,7 +8,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::exact::{decimal, Amounts};
-use crate::state::{Company, Shared, SyncPhase, TxnKind, TxnStatus};
+use crate::state::{Company, Shared, SyncPhase, Txn, TxnKind, TxnStatus};
+use crate::transfers;
 use crate::webhooks::deliver;
 
 /// Why a transaction has no line total.
@@ -35,7 +36,7 @@ pub fn line_total(transaction: &RawValue) -> Result<Decimal, NoTotal> {
 }
 
 /// A total for a message: exact, with at least two decimal places (`-3.00`, `-0.001`).
-fn shown(total: Decimal) -> String {
+pub fn shown(total: Decimal) -> String {
     if total.scale() >= 2 {
         total.to_string()
     } else {
@@ -43,34 +44,46 @@ fn shown(total: Decimal) -> String {
     }
 }
 
-/// Settles every transaction of the sync (Completed, or ValidationError when its lines total
-/// zero or less) and marks it done; returns the webhook's transaction list.
+/// Why an expense or reimbursable expense fails: its lines must total more than zero.
 ///
 /// Amounts that parse but sum beyond a decimal's range fail their own transaction here, as a
 /// ValidationError like any other bad total, rather than refusing the create with a 400: the
 /// sandbox checks totals per transaction when the sync runs, and the other transactions of the
 /// sync still complete.
+fn expense_failure(txn: &Txn) -> Option<String> {
+    let kind = match txn.kind {
+        TxnKind::Reimbursable => "reimbursable expense",
+        _ => txn.body.get("type").and_then(Value::as_str).unwrap_or("Payment"),
+    };
+    match line_total(&txn.raw) {
+        Ok(total) if total > Decimal::ZERO => None,
+        Ok(total) => {
+            Some(format!("The line item total {} must be greater than zero for a {kind} transaction", shown(total)))
+        }
+        Err(NoTotal::OutOfRange) => Some(format!(
+            "The line item total is beyond the range of a decimal (±{}) for a {kind} transaction",
+            Decimal::MAX
+        )),
+        Err(NoTotal::Unreadable) => Some(format!("The line item total could not be computed for a {kind} transaction")),
+    }
+}
+
+/// The sandbox's rule for a transaction of any kind: `None` when it completes.
+fn failure(txn: &Txn) -> Option<String> {
+    match txn.kind {
+        TxnKind::Expense | TxnKind::Reimbursable => expense_failure(txn),
+        TxnKind::Transfer => transfers::transfer_failure(txn),
+        TxnKind::Adjustment => transfers::adjustment_failure(txn),
+    }
+}
+
+/// Settles every transaction of the sync, in the version the sync carried (Completed, or
+/// ValidationError by its kind's rule) and marks it done; returns the webhook's transaction list.
 fn settle(state: &mut Company, sync_id: &str) -> Vec<Value> {
     let mut report = Vec::new();
     for id in state.sync_transactions(sync_id) {
-        let Some(txn) = state.transactions.get_mut(&id) else { continue };
-        let kind = match txn.kind {
-            TxnKind::Expense => txn.body.get("type").and_then(Value::as_str).unwrap_or("Payment").to_string(),
-            TxnKind::Reimbursable => "reimbursable expense".to_string(),
-        };
-        let failure = match line_total(&txn.raw) {
-            Ok(total) if total > Decimal::ZERO => None,
-            Ok(total) => {
-                Some(format!("The line item total {} must be greater than zero for a {kind} transaction", shown(total)))
-            }
-            Err(NoTotal::OutOfRange) => Some(format!(
-                "The line item total is beyond the range of a decimal (±{}) for a {kind} transaction",
-                Decimal::MAX
-            )),
-            Err(NoTotal::Unreadable) => {
-                Some(format!("The line item total could not be computed for a {kind} transaction"))
-            }
-        };
+        let Some(txn) = state.txn_in_mut(sync_id, &id) else { continue };
+        let failure = failure(txn);
         txn.status = if failure.is_some() { TxnStatus::ValidationError } else { TxnStatus::Completed };
         txn.message = failure;
         report.push(json!({

@@ -86,11 +86,50 @@ impl TxnStatus {
     }
 }
 
-/// Which call created a transaction (used in failure messages).
+/// Which call created a transaction: it decides the sync's rule for it, and whether it can
+/// take an attachment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnKind {
     Expense,
     Reimbursable,
+    Transfer,
+    Adjustment,
+}
+
+impl TxnKind {
+    /// Codat takes no file for a transfer or an adjustment.
+    pub fn takes_attachments(self) -> bool {
+        matches!(self, TxnKind::Expense | TxnKind::Reimbursable)
+    }
+}
+
+/// What a transfer PUT did to an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferWrite {
+    /// The id was new.
+    Create,
+    /// The same content again: a new sync of the same transfer.
+    Resend,
+    /// Different content: the transfer is updated by a new sync.
+    Update,
+}
+
+/// How often each kind of transfer PUT happened for one id (`/_sandbox/stats`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TransferWrites {
+    pub creates: u64,
+    pub resends: u64,
+    pub updates: u64,
+}
+
+impl TransferWrites {
+    pub fn record(&mut self, write: TransferWrite) {
+        match write {
+            TransferWrite::Create => self.creates += 1,
+            TransferWrite::Resend => self.resends += 1,
+            TransferWrite::Update => self.updates += 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +180,13 @@ pub struct SyncRun {
 
 #[derive(Debug, Default)]
 pub struct Company {
+    /// Every transaction id used, in its latest version.
     pub transactions: HashMap<String, Txn>,
+    /// Versions a later transfer PUT superseded, by (syncId, transactionId): each sync keeps
+    /// reporting the version it carried.
+    pub earlier: HashMap<(String, String), Txn>,
+    /// Transfer PUTs per transaction id.
+    pub transfer_writes: BTreeMap<String, TransferWrites>,
     pub datasets: HashMap<String, Dataset>,
     pub syncs: BTreeMap<String, SyncRun>,
     pub running_syncs: usize,
@@ -181,6 +226,34 @@ impl Company {
         };
         self.syncs.insert(sync_id.clone(), run);
         sync_id
+    }
+
+    /// A transaction as the sync carried it: its latest version, or one superseded since.
+    pub fn txn_in(&self, sync_id: &str, id: &str) -> Option<&Txn> {
+        match self.transactions.get(id) {
+            Some(txn) if txn.sync_id.as_deref() == Some(sync_id) => Some(txn),
+            _ => self.earlier.get(&(sync_id.to_string(), id.to_string())),
+        }
+    }
+
+    pub fn txn_in_mut(&mut self, sync_id: &str, id: &str) -> Option<&mut Txn> {
+        match self.transactions.get_mut(id) {
+            Some(txn) if txn.sync_id.as_deref() == Some(sync_id) => Some(txn),
+            _ => self.earlier.get_mut(&(sync_id.to_string(), id.to_string())),
+        }
+    }
+
+    /// Stores a transaction's new version; the one it replaces stays with its own sync.
+    pub fn store(&mut self, id: String, txn: Txn) {
+        if let Some(previous) = self.transactions.insert(id.clone(), txn) {
+            self.earlier.insert((previous.sync_id.clone().unwrap_or_default(), id), previous);
+        }
+    }
+
+    /// Queues a current-API sync; `true` when the caller must start the company's worker.
+    pub fn enqueue(&mut self, sync_id: String) -> bool {
+        self.queue.push_back(sync_id);
+        !std::mem::replace(&mut self.worker, true)
     }
 
     pub fn start_running(&mut self) {

@@ -36,7 +36,7 @@ fn status_json(company: &str, sync_id: &str, state: &Company, sync: &SyncRun) ->
     let txns = state.sync_transactions(sync_id);
     let failed = txns
         .iter()
-        .filter(|t| state.transactions.get(*t).is_some_and(|t| t.status == TxnStatus::ValidationError))
+        .filter(|t| state.txn_in(sync_id, t).is_some_and(|t| t.status == TxnStatus::ValidationError))
         .count();
     let (code, text, message) = match (sync.phase, sync.kind, failed) {
         (SyncPhase::Queued, _, _) => (1000, "Started", String::new()),
@@ -110,8 +110,10 @@ pub struct PageQuery {
     page_size: Option<String>,
 }
 
-fn transaction_json(id: &str, state: &Company) -> Option<Value> {
-    let t = state.transactions.get(id)?;
+/// `Transaction`, as the sync carried it. Transfers and adjustments are `expenses` too: the
+/// YAML's `IntegrationType` has no other value for them.
+fn transaction_json(sync_id: &str, id: &str, state: &Company) -> Option<Value> {
+    let t = state.txn_in(sync_id, id)?;
     Some(json!({"transactionId": id, "status": t.status.as_str(), "message": t.message, "integrationType": "expenses"}))
 }
 
@@ -145,7 +147,7 @@ async fn sync_transactions(
         .iter()
         .skip(usize::try_from(start).unwrap_or(usize::MAX))
         .take(page_size as usize)
-        .filter_map(|id| transaction_json(id, state))
+        .filter_map(|id| transaction_json(&sync_id, id, state))
         .collect();
     let href = |p: u64| {
         format!("/companies/{company_id}/sync/expenses/syncs/{sync_id}/transactions?page={p}&pageSize={page_size}")
@@ -170,8 +172,7 @@ async fn sync_transaction(
     let inner = shared.lock();
     let (sync_id, transaction_id) = (normalize_id(&sync_id), normalize_id(&transaction_id));
     let Some((_, state)) = company(&inner, &company_id) else { return sync_not_found() };
-    let in_sync = state.transactions.get(&transaction_id).is_some_and(|t| t.sync_id.as_deref() == Some(&sync_id));
-    match transaction_json(&transaction_id, state).filter(|_| in_sync && !inner.unreported.contains(&transaction_id)) {
+    match transaction_json(&sync_id, &transaction_id, state).filter(|_| !inner.unreported.contains(&transaction_id)) {
         Some(transaction) => Json(json!([transaction])).into_response(),
         None => error(StatusCode::NOT_FOUND, "Transaction not found in that sync", vec![]),
     }

@@ -49,10 +49,22 @@ impl Sandbox {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
     /// Posts JSON text as written: amounts a `Value` would round reach the sandbox intact.
     async fn post_text(&self, path: &str, text: &str) -> (StatusCode, Value) {
+        self.send_text(Method::POST, path, text).await
+    }
+
+    async fn put_text(&self, path: &str, text: &str) -> (StatusCode, Value) {
+        self.send_text(Method::PUT, path, text).await
+    }
+
+    async fn send_text(&self, method: Method, path: &str, text: &str) -> (StatusCode, Value) {
         let request = Request::builder()
-            .method(Method::POST)
+            .method(method)
             .uri(path)
             .header(header::AUTHORIZATION, format!("Basic {KEY}"))
             .header(header::CONTENT_TYPE, "application/json")
@@ -119,13 +131,60 @@ fn errors_text(body: &Value) -> String {
     body["validation"]["errors"].to_string()
 }
 
-/// The request examples of a path's POST, from the YAML contract.
-fn spec_examples(path: &str) -> Vec<(String, Value)> {
+/// The request examples of a path's operation (`post`, `put`), from the YAML contract.
+fn spec_examples(path: &str, method: &str) -> Vec<(String, Value)> {
     let text = std::fs::read_to_string(SPEC).expect("read the current spec");
     let spec: Value = serde_norway::from_str(&text).expect("parse the current spec");
-    let examples = &spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"];
+    let examples = &spec["paths"][path][method]["requestBody"]["content"]["application/json"]["examples"];
     let examples = examples.as_object().expect("request examples");
     examples.iter().map(|(name, e)| (name.clone(), e["value"].clone())).collect()
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A sandbox sending Svix-signed webhooks to a local receiver, and what that receiver got.
+async fn with_webhooks() -> (Sandbox, Received) {
+    let received: Received = Default::default();
+    let sink = received.clone();
+    let receiver = Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move { sink.lock().expect("lock").push((headers, body)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let config = Config {
+        webhook_url: Some(hook),
+        webhook_mode: crate::WebhookMode::Svix { secret: WEBHOOK_SECRET.into() },
+        ..Config::for_tests(KEY)
+    };
+    (Sandbox { app: router(config) }, received)
+}
+
+/// Waits until `count` webhooks arrived; returns each as verified JSON, by sync id.
+async fn webhooks(received: &Received, count: usize) -> std::collections::HashMap<String, Value> {
+    for _ in 0..200 {
+        if received.lock().expect("lock").len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let received = received.lock().expect("lock").clone();
+    assert_eq!(received.len(), count, "webhooks received");
+    let signer = svix::webhooks::Webhook::new(WEBHOOK_SECRET).expect("secret");
+    received
+        .iter()
+        .map(|(headers, body)| {
+            signer.verify(body, headers).expect("a valid Svix signature");
+            let event: Value = serde_json::from_slice(body).expect("json");
+            (event["payload"]["syncId"].as_str().expect("syncId").to_string(), event)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -139,7 +198,7 @@ async fn the_specs_request_examples_are_accepted() {
             1,
         ),
     ] {
-        let examples = spec_examples(path);
+        let examples = spec_examples(path, "post");
         assert_eq!(examples.len(), expected, "{path}");
         for (name, body) in examples {
             assert!(body.is_array(), "{name} is a bare array");
@@ -766,29 +825,7 @@ async fn v1_syncs_still_work_on_the_shared_paths() {
 
 #[tokio::test]
 async fn current_api_syncs_send_signed_webhooks_and_honour_drops() {
-    use std::sync::{Arc, Mutex};
-
-    type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
-    let received: Received = Arc::default();
-    let sink = received.clone();
-    let receiver = Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let sink = sink.clone();
-            async move { sink.lock().expect("lock").push((headers, body)) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-
-    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let config = Config {
-        webhook_url: Some(hook),
-        webhook_mode: crate::WebhookMode::Svix { secret: secret.into() },
-        ..Config::for_tests(KEY)
-    };
-    let sandbox = Sandbox { app: router(config) };
+    let (sandbox, received) = with_webhooks().await;
     let company = company();
     let drop = json!({"companyId": company, "count": 1});
     assert_eq!(sandbox.post("/_sandbox/drop-webhooks", drop).await.0, StatusCode::OK);
@@ -799,18 +836,578 @@ async fn current_api_syncs_send_signed_webhooks_and_honour_drops() {
     let (_, second) = sandbox.post(&url, json!([zero])).await;
     sandbox.wait_for(&company, first["syncId"].as_str().expect("id")).await;
     sandbox.wait_for(&company, second["syncId"].as_str().expect("id")).await;
-    for _ in 0..100 {
-        if !received.lock().expect("lock").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let received = received.lock().expect("lock").clone();
-    assert_eq!(received.len(), 1, "the first sync's webhook was dropped");
-    let (headers, body) = &received[0];
-    svix::webhooks::Webhook::new(secret).expect("secret").verify(body, headers).expect("a valid Svix signature");
-    let event: Value = serde_json::from_slice(body).expect("json");
+    let events = webhooks(&received, 1).await;
+    assert!(!events.contains_key(first["syncId"].as_str().expect("id")), "the first sync's webhook was dropped");
+    let event = &events[second["syncId"].as_str().expect("id")];
     assert_eq!(event["eventType"], "expenses.sync.unsuccessful");
-    assert_eq!(event["payload"]["syncId"], second["syncId"]);
     assert_eq!(event["payload"]["transactions"][0]["status"], "Failed");
+}
+
+// Transfers and adjustments (`transfers.rs`).
+
+fn transfer(from: &str, to: &str) -> Value {
+    json!({"description": "Card top-up", "date": "2024-05-21T00:00:00Z",
+           "from": {"accountRef": {"id": from}, "amount": 100}, "to": {"accountRef": {"id": to}, "amount": 100}})
+}
+
+/// Takes `key` out of an object (for bodies missing a field).
+fn remove(value: &mut Value, key: &str) {
+    value.as_object_mut().expect("an object").remove(key);
+}
+
+fn transfer_url(company: &str, id: &str) -> String {
+    format!("{}/transfer-transactions/{id}", base(company))
+}
+
+/// A balanced adjustment: a debit of 50 and a credit of 50.
+fn adjustment(id: &str) -> Value {
+    json!({"id": id, "date": "2024-05-21", "currency": "GBP", "currencyRate": 1, "reference": "FX",
+           "lines": [{"amount": 50, "accountRef": {"id": "80"}, "description": "debit line"},
+                     {"amount": -50, "accountRef": {"id": "81"},
+                      "trackingRefs": [{"id": "S1", "dataType": "suppliers"}], "invoiceTo": null}]})
+}
+
+fn adjustments_url(company: &str) -> String {
+    format!("{}/adjustment-transactions", base(company))
+}
+
+fn sync_id(body: &Value) -> String {
+    let id = body["syncId"].as_str().unwrap_or_else(|| panic!("no syncId: {body}"));
+    assert!(Uuid::parse_str(id).is_ok(), "{id}");
+    id.to_string()
+}
+
+/// One transaction as a sync reports it.
+async fn sync_transaction(sandbox: &Sandbox, company: &str, sync_id: &str, id: &str) -> Value {
+    let (status, one) = sandbox.get(&format!("{}/syncs/{sync_id}/transactions/{id}", base(company))).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    one[0].clone()
+}
+
+#[tokio::test]
+async fn the_specs_transfer_and_adjustment_examples_are_accepted() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let path = "/companies/{companyId}/sync/expenses/transfer-transactions/{transactionId}";
+    let examples = spec_examples(path, "put");
+    assert_eq!(examples.len(), 1);
+    for (name, body) in examples {
+        let (status, answer) = sandbox.put(&transfer_url(&company, &Uuid::new_v4().to_string()), body).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(answer.as_object().map(|o| o.len()), Some(1), "only syncId: {answer}");
+        assert_eq!(sandbox.wait_for(&company, &sync_id(&answer)).await["syncStatusCode"], 2000, "{name}");
+    }
+    let examples = spec_examples("/companies/{companyId}/sync/expenses/adjustment-transactions", "post");
+    assert_eq!(examples.len(), 1);
+    for (name, body) in examples {
+        assert!(body.is_array(), "{name} is a bare array");
+        let (status, answer) = sandbox.post(&adjustments_url(&company), body).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(sandbox.wait_for(&company, &sync_id(&answer)).await["syncStatusCode"], 2000, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn transfers_and_adjustments_sync_and_send_signed_webhooks() {
+    let (sandbox, received) = with_webhooks().await;
+    let company = company();
+    let transfer_id = Uuid::new_v4().to_string();
+    let (status, body) = sandbox.put(&transfer_url(&company, &transfer_id.to_uppercase()), transfer("97", "98")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let transfer_sync = sync_id(&body);
+    let (balanced, unbalanced) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let mut bad = adjustment(&unbalanced);
+    bad["lines"][1]["amount"] = json!(-40);
+    let (status, body) = sandbox.post(&adjustments_url(&company), json!([adjustment(&balanced), bad])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let adjustment_sync = sync_id(&body);
+
+    let done = sandbox.wait_for(&company, &transfer_sync).await;
+    assert_eq!((done["syncStatusCode"].clone(), done["dataPushed"].clone()), (json!(2000), json!(true)));
+    let done = sandbox.wait_for(&company, &adjustment_sync).await;
+    assert_eq!(done["syncStatusCode"], 2000, "{done}");
+    assert_eq!(done["errorMessage"], "1 of 2 transactions failed");
+
+    // The transactions list: the YAML's `Transaction`, integrationType `expenses` for all.
+    let (_, listing) = sandbox.get(&format!("{}/syncs/{transfer_sync}/transactions", base(&company))).await;
+    assert_eq!(listing["totalResults"], 1);
+    assert_eq!(
+        listing["results"][0],
+        json!({"transactionId": transfer_id, "status": "Completed", "message": null, "integrationType": "expenses"})
+    );
+    let one = sync_transaction(&sandbox, &company, &adjustment_sync, &balanced).await;
+    assert_eq!((one["status"].clone(), one["integrationType"].clone()), (json!("Completed"), json!("expenses")));
+    let one = sync_transaction(&sandbox, &company, &adjustment_sync, &unbalanced).await;
+    assert_eq!(one["status"], "ValidationError");
+    assert!(one["message"].as_str().expect("message").contains("lines total 10.00"), "{one}");
+
+    let (_, list) = sandbox.get(&format!("{}/syncs/list/status", base(&company))).await;
+    let listed: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["syncId"].as_str()).collect();
+    assert_eq!(listed, vec![adjustment_sync.as_str(), transfer_sync.as_str()], "newest first");
+    let (_, latest) = sandbox.get(&format!("{}/syncs/latest/status", base(&company))).await;
+    assert_eq!(latest["syncId"], json!(adjustment_sync));
+
+    let events = webhooks(&received, 2).await;
+    let event = &events[&transfer_sync];
+    assert_eq!(event["eventType"], "expenses.sync.successful");
+    assert_eq!(event["payload"]["referenceCompany"]["id"], json!(company));
+    assert_eq!(
+        event["payload"]["transactions"],
+        json!([{"id": transfer_id, "status": "Completed", "errorMessage": null}])
+    );
+    let event = &events[&adjustment_sync];
+    assert_eq!(event["eventType"], "expenses.sync.unsuccessful");
+    let statuses: std::collections::HashMap<&str, &str> = event["payload"]["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .map(|t| (t["id"].as_str().expect("id"), t["status"].as_str().expect("status")))
+        .collect();
+    assert_eq!(statuses, [(balanced.as_str(), "Completed"), (unbalanced.as_str(), "Failed")].into());
+}
+
+#[tokio::test]
+async fn bad_transfer_bodies_are_refused_by_field() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let edit = |change: fn(&mut Value)| {
+        let mut body = transfer("97", "98");
+        change(&mut body);
+        body
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (edit(|b| remove(b, "date")), "date is required"),
+        (edit(|b| b["date"] = json!("21/05/2024")), "date must be a date-time"),
+        (edit(|b| b["date"] = json!("0000-12-31")), "date must be a date-time"),
+        (edit(|b| remove(b, "from")), "from is required"),
+        (edit(|b| b["to"] = Value::Null), "to is required"),
+        (edit(|b| b["from"] = json!("97")), "from must be a TransferTransactionRequest.from object"),
+        (edit(|b| remove(&mut b["from"], "amount")), "from.amount is required"),
+        (edit(|b| b["to"]["amount"] = json!("100")), "to.amount must be a number"),
+        (edit(|b| remove(&mut b["to"], "accountRef")), "to.accountRef is required"),
+        (edit(|b| b["to"]["accountRef"] = json!({})), "to.accountRef.id is required"),
+        (edit(|b| b["to"]["accountRef"]["id"] = json!(98)), "to.accountRef.id must be a string"),
+        (
+            edit(|b| b["from"]["accountRef"]["name"] = json!("x")),
+            "from.accountRef.name is not a property of AccountRef",
+        ),
+        (edit(|b| b["from"]["currency"] = json!("GBP")), "from.currency is not a property of"),
+        (edit(|b| b["description"] = Value::Null), "description must not be null"),
+        (edit(|b| b["description"] = json!(5)), "description must be a string"),
+        (edit(|b| b["id"] = json!(Uuid::new_v4())), "id is not a property of TransferTransactionRequest"),
+        (json!([transfer("97", "98")]), "The body must be a TransferTransactionRequest object"),
+    ];
+    for (body, expected) in cases {
+        let id = Uuid::new_v4().to_string();
+        let (status, answer) = sandbox.put(&transfer_url(&company, &id), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(
+            (answer["statusCode"].clone(), answer["error"].clone()),
+            (json!(400), json!("The request made is not valid."))
+        );
+        assert!(errors_text(&answer).contains(expected), "{expected}: {answer}");
+        assert_eq!(answer["validation"]["errors"][0]["itemId"], json!(id), "{answer}");
+    }
+    // Amounts are read exactly, as for expenses; bodies that are not JSON are refused.
+    let text = |from: &str, to: &str| {
+        format!(
+            r#"{{"date": "2024-05-21", "from": {{"accountRef": {{"id": "97"}}, "amount": {from}}},
+                      "to": {{"accountRef": {{"id": "98"}}, "amount": {to}}}}}"#
+        )
+    };
+    let exact = "must be a number a .NET decimal holds exactly";
+    for (body, expected) in [
+        (text("1e400", "100"), format!("from.amount {exact}")),
+        (text("100", "0.1000000000000000055511151231257827"), format!("to.amount {exact}")),
+        (text("9e28", "-1e400"), format!("to.amount {exact}")),
+        (String::new(), "The body is not valid JSON".into()),
+        ("{".into(), "The body is not valid JSON".into()),
+    ] {
+        let (status, answer) = sandbox.put_text(&transfer_url(&company, &Uuid::new_v4().to_string()), &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(errors_text(&answer).contains(&expected), "{expected}: {answer}");
+    }
+    let (status, answer) = sandbox.put(&transfer_url(&company, "not-a-uuid"), transfer("97", "98")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(errors_text(&answer).contains("transactionId must be a uuid"), "{answer}");
+    let (status, _) =
+        sandbox.put(&transfer_url("not-a-company", &Uuid::new_v4().to_string()), transfer("97", "98")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(sandbox.stats(&company).await.is_null(), "nothing was created");
+
+    // The edges of a decimal, a plain date and no description are fine.
+    let mut body = transfer("97", "98");
+    body.as_object_mut().expect("object").remove("description");
+    body["date"] = json!("2024-05-21");
+    assert_eq!(sandbox.put(&transfer_url(&company, &Uuid::new_v4().to_string()), body).await.0, StatusCode::OK);
+    let edges = text("79228162514264337593543950335", "0.0000000000000000000000000001");
+    let (status, answer) = sandbox.put_text(&transfer_url(&company, &Uuid::new_v4().to_string()), &edges).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn bad_adjustment_bodies_are_refused_by_field() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let url = adjustments_url(&company);
+    let edit = |change: fn(&mut Value)| {
+        let mut body = adjustment(&Uuid::new_v4().to_string());
+        change(&mut body);
+        json!([body])
+    };
+    let many_lines: Vec<Value> = (0..101).map(|_| json!({"amount": 0, "accountRef": {"id": "80"}})).collect();
+    let cases: Vec<(Value, String)> = vec![
+        (json!([]), "The body must hold 1 to 50 transactions, got 0".into()),
+        (json!((0..51).map(|_| adjustment(&Uuid::new_v4().to_string())).collect::<Vec<_>>()), "got 51".into()),
+        (adjustment(&Uuid::new_v4().to_string()), "The body must be a JSON array".into()),
+        (json!([1]), "[0] must be an AdjustmentTransactionRequest object".into()),
+        (edit(|b| remove(b, "id")), "[0].id is required".into()),
+        (edit(|b| b["id"] = json!("ADJ-1")), "[0].id must be a uuid".into()),
+        (edit(|b| remove(b, "currency")), "[0].currency is required".into()),
+        (edit(|b| remove(b, "date")), "[0].date is required".into()),
+        (edit(|b| b["date"] = json!("2024-02-30")), "[0].date must be a date-time".into()),
+        (edit(|b| b["reference"] = json!(5)), "[0].reference must be a string".into()),
+        (edit(|b| b["currencyRate"] = json!("1")), "[0].currencyRate must be a number".into()),
+        (
+            edit(|b| b["type"] = json!("AdjustmentIn")),
+            "[0].type is not a property of AdjustmentTransactionRequest".into(),
+        ),
+        (edit(|b| remove(b, "lines")), "[0].lines is required".into()),
+        (edit(|b| b["lines"] = json!([])), "[0].lines must hold 1 to 100 items, got 0".into()),
+        (json!([{"lines": many_lines}]), "[0].lines must hold 1 to 100 items, got 101".into()),
+        (edit(|b| remove(&mut b["lines"][0], "accountRef")), "[0].lines[0].accountRef is required".into()),
+        (edit(|b| remove(&mut b["lines"][1], "amount")), "[0].lines[1].amount is required".into()),
+        (edit(|b| b["lines"][0]["amount"] = json!("50")), "[0].lines[0].amount must be a number".into()),
+        (
+            edit(|b| b["lines"][0]["netAmount"] = json!(50)),
+            "[0].lines[0].netAmount is not a property of AdjustmentTransactionLine".into(),
+        ),
+        (edit(|b| b["lines"][0]["description"] = Value::Null), "[0].lines[0].description must not be null".into()),
+        (
+            edit(|b| b["lines"][1]["trackingRefs"] = json!([])),
+            "[0].lines[1].trackingRefs must hold 1 to 10 items".into(),
+        ),
+        (
+            edit(|b| b["lines"][1]["trackingRefs"][0]["dataType"] = json!("projects")),
+            "[0].lines[1].trackingRefs[0].dataType must be one of trackingCategories, customers, suppliers".into(),
+        ),
+        (
+            edit(|b| b["lines"][1]["invoiceTo"] = json!({"id": "7", "type": "supplier"})),
+            "[0].lines[1].invoiceTo.type must be one of customer".into(),
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = sandbox.post(&url, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{expected}: {answer}");
+        assert_eq!(
+            (answer["statusCode"].clone(), answer["error"].clone()),
+            (json!(400), json!("The request made is not valid."))
+        );
+        assert!(errors_text(&answer).contains(&expected), "{expected}: {answer}");
+    }
+    // Exact money, as for expenses.
+    let text = |amount: &str, rate: &str| {
+        format!(
+            r#"[{{"id": "{}", "date": "2024-05-21", "currency": "GBP", "currencyRate": {rate},
+                      "lines": [{{"amount": {amount}, "accountRef": {{"id": "80"}}}}]}}]"#,
+            Uuid::new_v4()
+        )
+    };
+    let exact = "must be a number a .NET decimal holds exactly";
+    for (body, expected) in [
+        (text("1e400", "1"), format!("[0].lines[0].amount {exact}")),
+        (text("-79228162514264337593543950336", "1"), format!("[0].lines[0].amount {exact}")),
+        (text("0", "1e-40"), format!("[0].currencyRate {exact}")),
+    ] {
+        let (status, answer) = sandbox.post_text(&url, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(errors_text(&answer).contains(&expected), "{expected}: {answer}");
+        assert_eq!(answer["validation"]["errors"].as_array().map(Vec::len), Some(1), "{answer}");
+    }
+    assert!(sandbox.stats(&company).await.is_null(), "nothing was created");
+
+    // Nullable fields may be null; an optional one left out.
+    let mut fine = adjustment(&Uuid::new_v4().to_string());
+    fine["currencyRate"] = Value::Null;
+    fine["reference"] = Value::Null;
+    fine["lines"][1]["trackingRefs"] = Value::Null;
+    fine["date"] = json!("2024-05-21T10:00:00");
+    fine["lines"][0].as_object_mut().expect("line").remove("description");
+    let (status, answer) = sandbox.post(&url, json!([fine])).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn adjustment_and_transfer_ids_are_used_once_per_company_across_the_apis() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let url = adjustments_url(&company);
+    let used = Uuid::new_v4().to_string();
+    assert_eq!(sandbox.post(&url, json!([adjustment(&used)])).await.0, StatusCode::OK);
+    for body in [json!([adjustment(&used)]), json!([adjustment(&used.to_uppercase())])] {
+        let (status, answer) = sandbox.post(&url, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(errors_text(&answer).contains(&format!("Transaction id {used} has already been used")), "{answer}");
+        assert_eq!(answer["validation"]["errors"][0]["itemId"], json!(used));
+    }
+    let twice = Uuid::new_v4().to_string();
+    assert_eq!(sandbox.post(&url, json!([adjustment(&twice), adjustment(&twice)])).await.0, StatusCode::BAD_REQUEST);
+    let expenses = format!("{}/expense-transactions", base(&company));
+    assert_eq!(sandbox.post(&expenses, json!([expense(&used)])).await.0, StatusCode::BAD_REQUEST);
+    let (status, answer) = sandbox.put(&transfer_url(&company, &used), transfer("97", "98")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a transfer cannot take an adjustment's id");
+    assert!(errors_text(&answer).contains("has already been used"), "{answer}");
+
+    // An expense's or a transfer's id is not an adjustment's either.
+    let expense_id = Uuid::new_v4().to_string();
+    assert_eq!(sandbox.post(&expenses, json!([expense(&expense_id)])).await.0, StatusCode::OK);
+    assert_eq!(sandbox.post(&url, json!([adjustment(&expense_id)])).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        sandbox.put(&transfer_url(&company, &expense_id), transfer("97", "98")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let transfer_id = Uuid::new_v4().to_string();
+    assert_eq!(sandbox.put(&transfer_url(&company, &transfer_id), transfer("97", "98")).await.0, StatusCode::OK);
+    assert_eq!(sandbox.post(&url, json!([adjustment(&transfer_id)])).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(sandbox.post(&expenses, json!([expense(&transfer_id)])).await.0, StatusCode::BAD_REQUEST);
+
+    let stats = sandbox.stats(&company).await;
+    assert_eq!(stats["transactions"], 3);
+    assert_eq!(stats["createCalls"], 3);
+    assert_eq!(stats["transfers"], json!({transfer_id: {"creates": 1, "resends": 0, "updates": 0}}));
+}
+
+#[tokio::test]
+async fn a_transfer_put_again_is_a_resend_or_an_update_each_with_its_own_sync() {
+    let sandbox = Sandbox::new(50);
+    let company = company();
+    let id = Uuid::new_v4().to_string();
+    let url = transfer_url(&company, &id);
+    // From and to the same account: this sync fails it.
+    let (status, first) = sandbox.put(&url, transfer("97", "97")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // The same content (keys reordered, 100 written 100.00) while the first sync is still queued.
+    let same = r#"{"to": {"amount": 100.00, "accountRef": {"id": "97"}}, "date": "2024-05-21T00:00:00Z",
+                   "from": {"accountRef": {"id": "97"}, "amount": 1E+2}, "description": "Card top-up"}"#;
+    let (status, second) = sandbox.put_text(&url, same).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let (_, stats) = sandbox.get("/_sandbox/stats").await;
+    assert_eq!(stats["companies"][&company]["transfers"][&id], json!({"creates": 1, "resends": 1, "updates": 0}));
+    // Different content: an update, which fixes it.
+    let (status, third) = sandbox.put(&url, transfer("97", "98")).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    let syncs = [sync_id(&first), sync_id(&second), sync_id(&third)];
+    assert!(syncs[0] != syncs[1] && syncs[1] != syncs[2], "each PUT is a new sync: {syncs:?}");
+
+    for (sync, expected) in syncs.iter().zip([4000, 4000, 2000]) {
+        assert_eq!(sandbox.wait_for(&company, sync).await["syncStatusCode"], expected, "{sync}");
+    }
+    // Each sync reports the version it carried.
+    for (sync, expected) in syncs.iter().zip(["ValidationError", "ValidationError", "Completed"]) {
+        let one = sync_transaction(&sandbox, &company, sync, &id).await;
+        assert_eq!(one["status"], expected, "{sync}: {one}");
+        let (_, listing) = sandbox.get(&format!("{}/syncs/{sync}/transactions", base(&company))).await;
+        assert_eq!(listing["results"][0]["status"], expected, "{listing}");
+    }
+    let one = sync_transaction(&sandbox, &company, &syncs[0], &id).await;
+    assert!(one["message"].as_str().expect("message").contains("same account (97)"), "{one}");
+    let (_, list) = sandbox.get(&format!("{}/syncs/list/status", base(&company))).await;
+    let listed: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["syncId"].as_str()).collect();
+    assert_eq!(listed, vec![syncs[2].as_str(), syncs[1].as_str(), syncs[0].as_str()]);
+    let (_, successful) = sandbox.get(&format!("{}/syncs/lastSuccessful/status", base(&company))).await;
+    assert_eq!(successful["syncId"], json!(syncs[2]));
+
+    // Back to the first content: different from the latest, so an update again.
+    assert_eq!(sandbox.put(&url, transfer("97", "97")).await.0, StatusCode::OK);
+    let stats = sandbox.stats(&company).await;
+    assert_eq!(stats["transfers"][&id], json!({"creates": 1, "resends": 1, "updates": 2}));
+    assert_eq!((stats["transactions"].clone(), stats["syncs"].clone()), (json!(1), json!(4)));
+    assert_eq!(stats["createCalls"], 1, "only the first PUT created");
+}
+
+#[tokio::test]
+async fn transfer_and_adjustment_rules_apply_when_the_sync_runs() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let transfers = [
+        ("97", "100", "98", "85.50", None),
+        ("97", "100", "97", "100", Some("same account (97)")),
+        ("97", "100", "98", "0", Some("to.amount 0.00 must be greater than zero")),
+        ("97", "-0.001", "98", "1", Some("from.amount -0.001 must be greater than zero")),
+    ];
+    for (from, from_amount, to, to_amount, failure) in transfers {
+        let id = Uuid::new_v4().to_string();
+        let text = format!(
+            r#"{{"date": "2024-05-21", "from": {{"accountRef": {{"id": "{from}"}}, "amount": {from_amount}}},
+                 "to": {{"accountRef": {{"id": "{to}"}}, "amount": {to_amount}}}}}"#
+        );
+        let (status, body) = sandbox.put_text(&transfer_url(&company, &id), &text).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let sync = sync_id(&body);
+        sandbox.wait_for(&company, &sync).await;
+        let one = sync_transaction(&sandbox, &company, &sync, &id).await;
+        match failure {
+            None => assert_eq!(one["status"], "Completed", "{text}: {one}"),
+            Some(message) => {
+                assert_eq!(one["status"], "ValidationError", "{text}: {one}");
+                assert!(one["message"].as_str().expect("message").contains(message), "{message}: {one}");
+            }
+        }
+    }
+    // Lines must balance exactly: in floats the first is off by 5.55e-17 and the second is 0.
+    let max = "79228162514264337593543950335";
+    let adjustments = [
+        (vec!["0.1", "0.2", "-0.3"], None),
+        (vec!["1000000000000000000000000", "-999999999999999999999999.99"], Some("lines total 0.01:")),
+        (vec!["50"], Some("lines total 50.00:")),
+        (vec![max, "1"], Some("beyond the range of a decimal")),
+        (vec![max, "-1", "-79228162514264337593543950334"], None),
+    ];
+    let ids: Vec<String> = adjustments.iter().map(|_| Uuid::new_v4().to_string()).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .zip(&adjustments)
+        .map(|(id, (amounts, _))| {
+            let lines: Vec<String> =
+                amounts.iter().map(|a| format!(r#"{{"amount": {a}, "accountRef": {{"id": "80"}}}}"#)).collect();
+            format!(r#"{{"id": "{id}", "date": "2024-05-21", "currency": "GBP", "lines": [{}]}}"#, lines.join(", "))
+        })
+        .collect();
+    let (status, body) = sandbox.post_text(&adjustments_url(&company), &format!("[{}]", items.join(", "))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sync = sync_id(&body);
+    let done = sandbox.wait_for(&company, &sync).await;
+    assert_eq!(done["errorMessage"], "3 of 5 transactions failed", "{done}");
+    for (id, (amounts, failure)) in ids.iter().zip(&adjustments) {
+        let one = sync_transaction(&sandbox, &company, &sync, id).await;
+        match failure {
+            None => assert_eq!(one["status"], "Completed", "{amounts:?}: {one}"),
+            Some(message) => {
+                assert_eq!(one["status"], "ValidationError", "{amounts:?}: {one}");
+                assert!(one["message"].as_str().expect("message").contains(message), "{message}: {one}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn attachments_for_transfers_and_adjustments_are_refused_and_never_recorded() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let transfer_id = Uuid::new_v4().to_string();
+    let (_, body) = sandbox.put(&transfer_url(&company, &transfer_id), transfer("97", "98")).await;
+    let transfer_sync = sync_id(&body);
+    let adjustment_id = Uuid::new_v4().to_string();
+    let (_, body) = sandbox.post(&adjustments_url(&company), json!([adjustment(&adjustment_id)])).await;
+    let adjustment_sync = sync_id(&body);
+    sandbox.wait_for(&company, &transfer_sync).await;
+    sandbox.wait_for(&company, &adjustment_sync).await;
+
+    let attachment = |sync: &str, id: &str| format!("{}/syncs/{sync}/transactions/{id}/attachments", base(&company));
+    for (sync, id, kind) in
+        [(&transfer_sync, &transfer_id, "a transfer"), (&adjustment_sync, &adjustment_id, "an adjustment")]
+    {
+        assert_eq!(sync_transaction(&sandbox, &company, sync, id).await["status"], "Completed");
+        let (status, answer) = sandbox.upload(&attachment(sync, id)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(
+            (answer["statusCode"].clone(), answer["error"].clone()),
+            (json!(400), json!("The request made is not valid."))
+        );
+        let error = &answer["validation"]["errors"][0];
+        assert_eq!(error["itemId"], json!(id), "{answer}");
+        let expected = format!("Transaction {id} is {kind}: attachments are not supported");
+        assert!(error["message"].as_str().expect("message").contains(&expected), "{answer}");
+    }
+    // Even when the answer is lost, nothing was stored.
+    let fault = json!({"pathContains": "/attachments", "status": 500, "afterEffect": true});
+    sandbox.post("/_sandbox/faults", fault).await;
+    let (status, _) = sandbox.upload(&attachment(&transfer_sync, &transfer_id)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // The wrong sync is still a 404.
+    let (status, _) = sandbox.upload(&attachment(&adjustment_sync, &transfer_id)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    assert_eq!(sandbox.stats(&company).await["attachments"], 0);
+    let uploads: Vec<Value> = sandbox
+        .calls()
+        .await
+        .into_iter()
+        .filter(|c| c["path"].as_str().is_some_and(|p| p.ends_with("/attachments")))
+        .collect();
+    assert_eq!(uploads.len(), 4);
+    assert!(uploads.iter().all(|c| c["attachment"].is_null()), "{uploads:?}");
+    assert_eq!(uploads[2]["handledStatus"], 400, "what Codat did under the lost answer");
+}
+
+#[tokio::test]
+async fn faults_and_the_call_log_apply_to_transfers_and_adjustments() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    // Codat stores the transfer, the answer is lost; the client's retry is a resend.
+    let fault = json!({"method": "PUT", "pathContains": "/transfer-transactions/", "status": 500, "afterEffect": true});
+    sandbox.post("/_sandbox/faults", fault).await;
+    let id = Uuid::new_v4().to_string();
+    let url = transfer_url(&company, &id);
+    let text = "{\"date\": \"2024-05-21\",\r\n \"from\": {\"accountRef\": {\"id\": \"97\"}, \"amount\": 12345678901234567.89},\n\t\
+                \"to\": {\"accountRef\": {\"id\": \"98\"}, \"amount\": 0.1000000000000000000000000001}}";
+    let (status, body) = sandbox.put_text(&url, text).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.get("syncId").is_none(), "{body}");
+    let stats = sandbox.stats(&company).await;
+    assert_eq!(stats["transfers"][&id], json!({"creates": 1, "resends": 0, "updates": 0}));
+    assert_eq!(stats["syncs"], 1);
+    let (status, body) = sandbox.put_text(&url, text).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sandbox.wait_for(&company, &sync_id(&body)).await["syncStatusCode"], 2000);
+    assert_eq!(sandbox.stats(&company).await["transfers"][&id], json!({"creates": 1, "resends": 1, "updates": 0}));
+
+    // Before the handler: nothing is created.
+    let fault = json!({"pathContains": "/adjustment-transactions", "status": 503, "retryAfter": 2});
+    sandbox.post("/_sandbox/faults", fault).await;
+    let adjustment_id = Uuid::new_v4().to_string();
+    let adjustment_text = format!(
+        r#"[{{"id": "{adjustment_id}", "date": "2024-05-21", "currency": "GBP",
+             "lines": [{{"amount": 0.10, "accountRef": {{"id": "80"}}}}, {{"amount": -0.1, "accountRef": {{"id": "81"}}}}]}}]"#
+    );
+    let url_adjustments = adjustments_url(&company);
+    assert_eq!(sandbox.post_text(&url_adjustments, &adjustment_text).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sandbox.stats(&company).await["transactions"], 1);
+    // After the handler: created, and the retry of the same id is refused as for expenses.
+    let fault = json!({"pathContains": "/adjustment-transactions", "status": 500, "afterEffect": true});
+    sandbox.post("/_sandbox/faults", fault).await;
+    assert_eq!(sandbox.post_text(&url_adjustments, &adjustment_text).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, answer) = sandbox.post_text(&url_adjustments, &adjustment_text).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(errors_text(&answer).contains("has already been used"), "{answer}");
+    let (_, latest) = sandbox.get(&format!("{}/syncs/latest/status", base(&company))).await;
+    let sync = latest["syncId"].as_str().expect("sync");
+    assert_eq!(sync_transaction(&sandbox, &company, sync, &adjustment_id).await["transactionId"], json!(adjustment_id));
+
+    // A delay fault slows a transfer PUT, which still acts.
+    sandbox.post("/_sandbox/faults", json!({"pathContains": "/transfer-transactions/", "delayMs": 150})).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        sandbox.put(&transfer_url(&company, &Uuid::new_v4().to_string()), transfer("1", "2")).await.0,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    // The call log: every call with the status answered, what Codat did, and the exact text.
+    let calls = sandbox.calls().await;
+    let puts: Vec<&Value> = calls.iter().filter(|c| c["path"] == json!(url)).collect();
+    let outcomes: Vec<(Value, Value)> =
+        puts.iter().map(|c| (c["status"].clone(), c["handledStatus"].clone())).collect();
+    assert_eq!(outcomes, vec![(json!(500), json!(200)), (json!(200), json!(200))]);
+    for call in &puts {
+        assert_eq!(call["method"], "PUT");
+        assert_eq!(call["rawBody"].as_str(), Some(text), "byte for byte: {call}");
+        let logged: crate::Call = serde_json::from_value((*call).clone()).expect("a Call");
+        assert_eq!(logged.raw_body.as_deref(), Some(text));
+    }
+    let posts: Vec<&Value> = calls.iter().filter(|c| c["path"] == json!(url_adjustments)).collect();
+    let outcomes: Vec<(Value, Value)> =
+        posts.iter().map(|c| (c["status"].clone(), c["handledStatus"].clone())).collect();
+    assert_eq!(outcomes, vec![(json!(503), Value::Null), (json!(500), json!(200)), (json!(400), json!(400))]);
+    assert!(posts.iter().all(|c| c["rawBody"].as_str() == Some(adjustment_text.as_str())), "{posts:?}");
 }

@@ -144,7 +144,8 @@ pub fn reference(
     check_reference(value, schema, extra, &format!("{at}{key}."), errors);
 }
 
-fn check_reference(value: &Value, schema: &str, extra: &[(&str, &[&str])], at: &str, errors: &mut Errors) {
+/// A reference object already taken out of its parent (an array item); `at` ends with `.`.
+pub fn check_reference(value: &Value, schema: &str, extra: &[(&str, &[&str])], at: &str, errors: &mut Errors) {
     let Some(reference) = value.as_object() else {
         return errors.push(at.trim_end_matches('.'), format!(" must be a {schema} object"));
     };
@@ -155,6 +156,24 @@ fn check_reference(value: &Value, schema: &str, extra: &[(&str, &[&str])], at: &
     for (name, allowed) in extra {
         one_of(reference, name, allowed, Presence::Optional, at, errors);
     }
+}
+
+/// A required nested object with only the `known` properties, its own fields checked by
+/// `fields` with the prefix `{at}{key}.` (`from.amount is required`).
+pub fn object(
+    object: &Object,
+    key: &str,
+    schema: &str,
+    known: &[&str],
+    at: &str,
+    errors: &mut Errors,
+    fields: impl FnOnce(&Object, &str, &mut Errors),
+) {
+    let Some(value) = present(object, key, Presence::Required, at, errors) else { return };
+    let Some(inner) = value.as_object() else { return errors.push(at, format!("{key} must be a {schema} object")) };
+    let at = format!("{at}{key}.");
+    known_properties(inner, known, schema, &at, errors);
+    fields(inner, &at, errors);
 }
 
 /// An array of `min..=max` items, each checked by `item` with its own prefix.
