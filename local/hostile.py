@@ -180,6 +180,12 @@ NON_CANONICAL_IDS = {
 }
 
 
+def in_path(text):
+    """An id as a path segment: what a URL cannot carry raw (the spaces of `padded`) is
+    percent-encoded; the rest, braces included, is sent as it is."""
+    return urllib.parse.quote(text, safe=":{}")
+
+
 def canonical(text):
     """The canonical form an id could be filed under, or None when no UUID parser takes it."""
     try:
@@ -559,7 +565,8 @@ def gen_bad_path(ctx):
     rng = ctx.rng
     company, other = new_id(rng), new_id(rng)
     batch = valid_batch(rng, ctx.api, rng.randint(1, 3))
-    choices = [(f"company id {k}", f"/companies/{f(company)}/expenses", [company]) for k, f in NON_CANONICAL_IDS.items()]
+    choices = [(f"company id {k}", f"/companies/{in_path(f(company))}/expenses", [company])
+               for k, f in NON_CANONICAL_IDS.items()]
     choices += path_attacks(company, other, "/expenses")
     choices += [("wrong last segment", f"/companies/{company}/receipts", [company]),
                 ("no company", "/companies//expenses", []),
@@ -936,9 +943,9 @@ def gen_status(ctx):
     company, expense = (seed["company"], rng.choice(seed["ids"])) if seed else (new_id(rng), new_id(rng))
     others = [s["company"] for s in ctx.seeds if s["company"] != company] or [new_id(rng)]
     other = rng.choice(others)
-    choices = [(f"company id {k}", f"/companies/{f(company)}/expenses/{expense}", HOSTILE)
+    choices = [(f"company id {k}", f"/companies/{in_path(f(company))}/expenses/{expense}", HOSTILE)
                for k, f in NON_CANONICAL_IDS.items()]
-    choices += [(f"expense id {k}", f"/companies/{company}/expenses/{f(expense)}", HOSTILE)
+    choices += [(f"expense id {k}", f"/companies/{company}/expenses/{in_path(f(expense))}", HOSTILE)
                 for k, f in NON_CANONICAL_IDS.items()]
     choices += [(kind, path, HOSTILE) for kind, path, _ in path_attacks(company, other, f"/expenses/{expense}")]
     choices += [("another company's expense", f"/companies/{other}/expenses/{expense}", HOSTILE),
@@ -1045,6 +1052,19 @@ def seed_phase(stack, rng, api, count=3):
     return seeds
 
 
+def use_lean_moto():
+    """Have devenv.up start moto through local/moto_lean.py (same emulator, without the two
+    moto behaviours that exhaust memory and CPU in a long run; see there)."""
+    start = devenv.start
+
+    def start_lean_moto(name, args, env=None, cwd=devenv.ROOT):
+        if name == "moto":
+            args = [args[0], str(ROOT / "local/moto_lean.py"), *args[2:]]
+        return start(name, args, env, cwd)
+
+    devenv.start = start_lean_moto
+
+
 def moto_memory():
     """The resident memory of the moto server devenv started (it grows with the table and its
     stream), for the progress lines; empty against a stack started elsewhere."""
@@ -1078,8 +1098,12 @@ def run_cases(stack, cases, workers):
                 log(f"{done['n']}/{len(cases)} answered ({time.monotonic() - started:.0f}s; "
                     f"median of the last 100 {statistics.median(recent[-100:]):.2f}s{moto_memory()})")
 
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, cases))
+    pool = ThreadPoolExecutor(workers)
+    try:
+        for future in [pool.submit(run, case) for case in cases]:
+            future.result()
+    finally:  # on Ctrl-C or SIGTERM, start nothing new
+        pool.shutdown(wait=False, cancel_futures=True)
     return time.monotonic() - started
 
 
@@ -1296,6 +1320,8 @@ def parse_args():
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds any answer may take (default 30)")
     parser.add_argument("--settle", type=float, default=300.0,
                         help="seconds valid approvals may take to reach uploaded after the run (default 300)")
+    parser.add_argument("--stock-moto", action="store_true",
+                        help="run devenv's moto server as it is (it runs out of memory in a long run)")
     parser.add_argument("--functions-url", help="a running stack's function URL base, e.g. "
                         "http://127.0.0.1:9000/lambda-url (then nothing is started)")
     parser.add_argument("--sandbox-url", default=devenv.SANDBOX_URL, help="its Codat sandbox")
@@ -1315,6 +1341,8 @@ def main():
         atexit.register(devenv.stop_all)  # also when up() fails half-way
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         os.environ["CODAT_API"] = args.codat_api
+        if not args.stock_moto:
+            use_lean_moto()
         _, the_pump = devenv.up(sweep_seconds=10, sweep_poll_after=30, sync_delay_ms=300, codat_api=args.codat_api)
         functions = devenv.FUNCTION_URL
     stack = Stack(functions, args.sandbox_url, args.moto_url, args.timeout)
