@@ -17,6 +17,7 @@ import sys
 import threading
 
 import moto.dynamodb.models as dynamodb_models
+from moto.core.model_instances import reset_model_data
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -111,8 +112,13 @@ class OneAtATime:
 
     def __call__(self, environ, start_response):
         with self.lock:
-            # Produce the whole response under the lock: moto builds it while it acts.
-            return list(self.app(environ, start_response))
+            try:
+                # Produce the whole response under the lock: moto builds it while it acts.
+                return list(self.app(environ, start_response))
+            finally:
+                # moto keeps every model instance it ever made for its dashboard (nothing
+                # here reads it), so memory grew without bound in a long run.
+                reset_model_data()
 
 
 def main():

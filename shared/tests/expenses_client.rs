@@ -83,7 +83,7 @@ fn the_spec_examples_round_trip_through_the_models() {
 /// The spec's request examples as an approval request, each with a receipt.
 fn approval_of_examples(spec: &Value) -> Value {
     let receipt = json!({"fileName": "r.png", "contentType": "image/png",
-                         "data": base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nx")});
+                         "data": base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\0\0\0\0IEND\xaeB`\x82")});
     let with_receipt = |mut item: Value| {
         item["receipt"] = receipt.clone();
         item

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+const PNG_HEAD: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde";
+
 const COMPANY: &str = "8a210b68-6988-11ed-a1eb-0242ac120002";
 
 fn company() -> CompanyId {
@@ -83,7 +85,8 @@ fn expense_spec() -> impl Strategy<Value = ExpenseSpec> {
                 rate,
                 merchant,
                 lines,
-                receipt: [b"\x89PNG\r\n\x1a\n".as_slice(), &tail].concat(),
+                // A PNG's signature and IHDR chunk, any bytes, then its IEND chunk.
+                receipt: [PNG_HEAD, &tail, b"\0\0\0\0IEND\xaeB`\x82"].concat(),
             })
     })
 }

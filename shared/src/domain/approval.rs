@@ -660,7 +660,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest-of-png";
+    use crate::domain::fields::tests::PNG;
 
     fn company() -> CompanyId {
         "8a210b68-6988-11ed-a1eb-0242ac120002".parse().unwrap()

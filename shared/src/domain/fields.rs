@@ -92,61 +92,109 @@ fn canonical_date(value: &str) -> Option<String> {
     (in_range(moment.year()) && in_range(moment.naive_utc().year())).then(|| moment.to_rfc3339())
 }
 
-/// An id: not blank, at most 255 characters, no control characters.
+/// An id: not blank, at most 255 characters, no control or disguising characters.
 pub fn id(value: &str, field: &str) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
-    if value.chars().count() > MAX_ID_CHARS || value.chars().any(char::is_control) {
+    if value.chars().count() > MAX_ID_CHARS || value.chars().any(|c| c.is_control() || disguises(c)) {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {MAX_ID_CHARS} characters, without control characters"),
+            format!(
+                "must be at most {MAX_ID_CHARS} characters, without control, bidirectional or invisible characters"
+            ),
         ));
     }
     Ok(())
 }
 
+/// Free text: at most 1000 characters; tabs and line breaks are fine, other control
+/// characters (terminal escapes) and bidirectional overrides (`Cab\u{202E}gnp.exe`) are not.
 pub fn text(value: &str, field: &str) -> Result<(), ValidationError> {
     if value.chars().count() > MAX_TEXT_CHARS {
         return Err(ValidationError::new(field, format!("must be at most {MAX_TEXT_CHARS} characters")));
     }
+    let hostile =
+        |c: char| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || ('\u{202A}'..='\u{202E}').contains(&c);
+    if value.chars().any(hostile) {
+        return Err(ValidationError::new(field, "must not hold control characters or bidirectional overrides"));
+    }
     Ok(())
 }
 
-/// Characters that make a name display as something else: bidirectional overrides, embeddings
-/// and isolates (`invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`), and invisible ones.
+/// Characters that make a name display as something else, or as nothing: Unicode's format
+/// characters (bidirectional marks, overrides, embeddings and isolates, zero-width ones, the
+/// Arabic letter mark, soft hyphen...) and line or paragraph separators.
+/// `invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`.
 fn disguises(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
-/// A plain file name: 1 to 255 characters, no path, no control or disguising characters.
+/// A plain file name: 1 to 255 characters, no path (not even percent-encoded), no control or
+/// disguising characters.
 pub fn file_name(value: &str, field: &str) -> Result<String, ValidationError> {
-    let name = value.trim();
+    // Only plain spaces are trimmed: a leading line separator is refused, not hidden.
+    let name = value.trim_matches(' ');
+    let lower = name.to_ascii_lowercase();
     let plain = !name.is_empty()
         && name.chars().count() <= MAX_FILE_NAME_CHARS
         && name != "."
         && name != ".."
+        && !["%2f", "%5c", "%2e%2e"].iter().any(|encoded| lower.contains(encoded))
         && !name.chars().any(|c| c.is_control() || disguises(c) || c == '/' || c == '\\');
     if !plain {
         return Err(ValidationError::new(
             field,
             format!(
-                "must be a plain file name of 1 to {MAX_FILE_NAME_CHARS} characters, without paths, control or bidirectional characters"
+                "must be a plain file name of 1 to {MAX_FILE_NAME_CHARS} characters, without paths, control, bidirectional or invisible characters"
             ),
         ));
     }
     Ok(name.to_string())
 }
 
-/// Whether `bytes` are a file of `content_type` (by the signature the format starts with).
+/// Whether `bytes` are a file of `content_type`: the signature the format starts with, and
+/// the structure right after it and at its end, so a signature glued onto something else
+/// (`GIF89a;<?php ...`, a PNG signature before HTML) is not taken for an image.
 pub fn is_file_of_type(content_type: &str, bytes: &[u8]) -> bool {
     match content_type {
-        "application/pdf" => bytes.starts_with(b"%PDF-"),
-        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "image/jpeg" => bytes.starts_with(b"\xff\xd8\xff"),
-        "image/gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
-        // RIFF is a container: audio (WAVE) and video (AVI) start the same way.
-        "image/webp" => bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
+        // `%PDF-1.7` ... `%%EOF` (within the last KiB, where readers look for it).
+        "application/pdf" => {
+            bytes.starts_with(b"%PDF-")
+                && bytes.get(5).is_some_and(u8::is_ascii_digit)
+                && bytes[bytes.len().saturating_sub(1024)..].windows(5).any(|w| w == b"%%EOF")
+        }
+        // Signature, then the IHDR chunk first and the IEND chunk last.
+        "image/png" => {
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+                && bytes.get(12..16) == Some(b"IHDR".as_slice())
+                && bytes.ends_with(b"IEND\xaeB`\x82")
+        }
+        // Start of image, then a marker (APPn, DQT, SOF...), not arbitrary bytes.
+        "image/jpeg" => bytes.starts_with(b"\xff\xd8\xff") && bytes.get(3).is_some_and(|m| (0xC0..=0xFE).contains(m)),
+        // Header, then the trailer byte every GIF ends with.
+        "image/gif" => (bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a")) && bytes.ends_with(b";"),
+        // RIFF is a container: audio (WAVE) and video (AVI) start the same way. Its size field
+        // counts the rest of the file.
+        "image/webp" => {
+            bytes.len() >= 12
+                && bytes.starts_with(b"RIFF")
+                && &bytes[8..12] == b"WEBP"
+                && u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize == bytes.len() - 8
+        }
         _ => false,
     }
 }
@@ -155,7 +203,7 @@ pub fn is_file_of_type(content_type: &str, bytes: &[u8]) -> bool {
 pub const KNOWN_RECEIPT_TYPES: &[&str] = &["application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp"];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn d(text: &str) -> Decimal {
@@ -220,14 +268,39 @@ mod tests {
         assert!(file_name(&"a".repeat(256), "f").is_err());
     }
 
+    /// The smallest PNG our check takes: signature, IHDR, IEND.
+    pub(crate) const PNG: &[u8] =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\0\0\0\0IEND\xaeB`\x82";
+
     #[test]
     fn receipts_are_recognised_by_their_bytes() {
-        assert!(is_file_of_type("image/webp", b"RIFF\x10\0\0\0WEBPVP8 "));
-        assert!(!is_file_of_type("image/webp", b"RIFF\x10\0\0\0WAVEfmt "));
+        assert!(is_file_of_type("image/webp", b"RIFF\x08\0\0\0WEBPVP8 "));
+        assert!(!is_file_of_type("image/webp", b"RIFF\x08\0\0\0WAVEfmt "));
+        assert!(!is_file_of_type("image/webp", b"RIFF\xff\0\0\0WEBPVP8 "));
         assert!(!is_file_of_type("image/webp", b"RIFF"));
-        assert!(is_file_of_type("application/pdf", b"%PDF-1.7"));
+        assert!(is_file_of_type("application/pdf", b"%PDF-1.7\n1 0 obj\n%%EOF\n"));
+        assert!(!is_file_of_type("application/pdf", b"%PDF-1.7"));
         assert!(!is_file_of_type("application/pdf", b"\x89PNG\r\n\x1a\n"));
+        assert!(is_file_of_type("image/png", PNG));
+        assert!(!is_file_of_type("image/png", b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script>"));
+        assert!(is_file_of_type("image/jpeg", b"\xff\xd8\xff\xe0\0\x10JFIF"));
+        assert!(!is_file_of_type("image/jpeg", b"\xff\xd8\xffPK\x03\x04"));
+        assert!(is_file_of_type("image/gif", b"GIF89a\x01\0\x01\0\0\0\0;"));
+        assert!(!is_file_of_type("image/gif", b"GIF89a;<?php system($_GET['c']); ?>"));
         assert!(!is_file_of_type("text/html", b"<html>"));
+    }
+
+    #[test]
+    fn text_keeps_line_breaks_but_not_escapes_or_overrides() {
+        assert!(text("Lunch\nwith the team\t(3)", "t").is_ok());
+        assert!(text("שלום \u{200F}cafe", "t").is_ok());
+        assert!(text("Cab\u{1b}[31mred", "t").is_err());
+        assert!(text("Cab\u{202E}gnp.exe", "t").is_err());
+        assert!(id("42\u{202E}gnp.exe", "i").is_err());
+        assert!(file_name("invoice\u{061C}gnp.exe", "f").is_err());
+        assert!(file_name("\u{2028}taxi.png", "f").is_err());
+        assert!(file_name("%2e%2e%2f%2e%2e%2fetc%2fpasswd", "f").is_err());
+        assert!(file_name("50% off.pdf", "f").is_ok());
     }
 
     #[test]
