@@ -73,7 +73,7 @@ fn expense_spec() -> impl Strategy<Value = ExpenseSpec> {
             prop::sample::select(vec!["Payment", "Refund", "Reward", "Chargeback"]),
             (1i32..=9999, 1u32..=12, 1u32..=28),
             rate,
-            proptest::option::of("\\PC{0,40}"),
+            proptest::option::of("[^\\p{C}\\p{Zl}\\p{Zp}]{0,40}"),
             prop::collection::vec(line, 1..4),
             prop::collection::vec(any::<u8>(), 0..64),
         )

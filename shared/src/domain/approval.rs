@@ -405,12 +405,13 @@ impl RawExpense {
         if let Some(bank) = &bank_account_ref {
             fields::id(&bank.id, &format!("{at}.bankAccountRef.id"))?;
         }
-        for (name, text) in
-            [("reference", &self.reference), ("merchantName", &self.merchant_name), ("notes", &self.notes)]
-        {
-            if let Some(text) = text {
-                fields::text(text, &format!("{at}.{name}"))?;
+        for (name, line) in [("reference", &self.reference), ("merchantName", &self.merchant_name)] {
+            if let Some(line) = line {
+                fields::line(line, &format!("{at}.{name}"))?;
             }
+        }
+        if let Some(notes) = &self.notes {
+            fields::text(notes, &format!("{at}.notes"))?;
         }
         let header = RawHeader {
             id: &self.id,
@@ -461,10 +462,11 @@ impl RawReimbursable {
         if let Some(ap) = &ap_account_ref {
             fields::id(&ap.id, &format!("{at}.apAccountRef.id"))?;
         }
-        for (name, text) in [("reference", &self.reference), ("notes", &self.notes)] {
-            if let Some(text) = text {
-                fields::text(text, &format!("{at}.{name}"))?;
-            }
+        if let Some(reference) = &self.reference {
+            fields::line(reference, &format!("{at}.reference"))?;
+        }
+        if let Some(notes) = &self.notes {
+            fields::text(notes, &format!("{at}.notes"))?;
         }
         let due_date = fields::date(&self.due_date, &format!("{at}.dueDate"))?;
         let header = RawHeader {

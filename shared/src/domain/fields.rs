@@ -108,16 +108,32 @@ pub fn id(value: &str, field: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Free text: at most 1000 characters; tabs and line breaks are fine, other control
-/// characters (terminal escapes) and bidirectional overrides (`Cab\u{202E}gnp.exe`) are not.
+/// Free text (notes, descriptions): at most 1000 characters; tabs and line breaks are fine,
+/// other control characters (terminal escapes), bidirectional overrides
+/// (`Cab\u{202E}gnp.exe`), invisible ones (zero-width space, byte order mark) and line
+/// separators are not. Joiners and direction marks stay: scripts and emoji need them.
 pub fn text(value: &str, field: &str) -> Result<(), ValidationError> {
+    checked_text(value, field, |c| matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// One line of text (references, merchant names): [`text`] without tabs or line breaks.
+pub fn line(value: &str, field: &str) -> Result<(), ValidationError> {
+    checked_text(value, field, |_| false)
+}
+
+fn checked_text(value: &str, field: &str, allowed_control: impl Fn(char) -> bool) -> Result<(), ValidationError> {
     if value.chars().count() > MAX_TEXT_CHARS {
         return Err(ValidationError::new(field, format!("must be at most {MAX_TEXT_CHARS} characters")));
     }
-    let hostile =
-        |c: char| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || ('\u{202A}'..='\u{202E}').contains(&c);
+    let hostile = |c: char| {
+        (c.is_control() && !allowed_control(c))
+            || matches!(c, '\u{200B}' | '\u{2028}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}')
+    };
     if value.chars().any(hostile) {
-        return Err(ValidationError::new(field, "must not hold control characters or bidirectional overrides"));
+        return Err(ValidationError::new(
+            field,
+            "must not hold control, invisible or bidirectional-override characters",
+        ));
     }
     Ok(())
 }
@@ -296,6 +312,9 @@ pub(crate) mod tests {
         assert!(text("שלום \u{200F}cafe", "t").is_ok());
         assert!(text("Cab\u{1b}[31mred", "t").is_err());
         assert!(text("Cab\u{202E}gnp.exe", "t").is_err());
+        assert!(text("Cab\u{FEFF}", "t").is_err());
+        assert!(line("two\nlines", "t").is_err());
+        assert!(line("Café \u{200D}👩‍💻", "t").is_ok());
         assert!(id("42\u{202E}gnp.exe", "i").is_err());
         assert!(file_name("invoice\u{061C}gnp.exe", "f").is_err());
         assert!(file_name("\u{2028}taxi.png", "f").is_err());
