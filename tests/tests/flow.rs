@@ -272,11 +272,13 @@ async fn a_create_that_could_outlast_the_request_is_not_started_and_the_sweep_se
     let approval = stack.sample_approval().cards_only().repeated(55);
     let company = approval.company.clone();
     // Throttled for longer than intake's 15 s retry budget: the first create gives up; the
-    // second could then not finish within the 29 s Lambda timeout, so it is not started.
+    // second could then not finish within the 29 s Lambda timeout, so it is not started. The
+    // sweep retries the same creates meanwhile and uses up answers of the fault too, so there
+    // are enough of them for intake's whole budget whatever the sweep takes.
     let path_contains = stack.create_path(&company);
     stack
         .inject_fault(
-            json!({"pathContains": path_contains, "method": "POST", "status": 429, "retryAfter": 1, "times": 16}),
+            json!({"pathContains": path_contains, "method": "POST", "status": 429, "retryAfter": 1, "times": 40}),
         )
         .await;
     let started = std::time::Instant::now();
