@@ -113,6 +113,18 @@ pub fn create_batch(shared: &Arc<Shared>, company: &str, body: &[u8], kind: TxnK
     state.create_calls += 1;
     let start_worker = state.enqueue(sync_id.clone());
     drop(inner);
+    queued(shared, company, generation, start_worker, sync_id)
+}
+
+/// The answer to a create that queued `sync_id`: `200 {syncId}`, with the company's sync
+/// worker started when none was running. Called once the state lock is released.
+pub(crate) fn queued(
+    shared: &Arc<Shared>,
+    company: String,
+    generation: u64,
+    start_worker: bool,
+    sync_id: String,
+) -> Response {
     if start_worker {
         tokio::spawn(crate::runner::drain_queue(shared.clone(), company, generation));
     }

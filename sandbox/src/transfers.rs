@@ -23,17 +23,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Router;
 use rust_decimal::Decimal;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::errors::{company_not_found, invalid, item_error, parse_uuid};
 use crate::exact;
-use crate::expenses::{create_batch, reused_ids};
+use crate::expenses::{create_batch, queued, reused_ids};
 use crate::runner::shown;
 use crate::state::{Shared, SyncKind, TransferWrite, Txn, TxnKind, TxnStatus};
 use crate::validate::{self, Errors, Presence};
@@ -94,10 +93,7 @@ async fn put_transfer(
     }
     let start_worker = state.enqueue(sync_id.clone());
     drop(inner);
-    if start_worker {
-        tokio::spawn(crate::runner::drain_queue(shared.clone(), company, generation));
-    }
-    (StatusCode::OK, Json(json!({"syncId": sync_id}))).into_response()
+    queued(&shared, company, generation, start_worker, sync_id)
 }
 
 /// Whether two transfer bodies say the same thing (key order, spacing and `100` vs `100.00`
