@@ -72,7 +72,7 @@ RECEIPTS = {
     "png2": ("image/png", (ROOT / "examples/receipts/team-lunch.png").read_bytes()),
     "pdf": ("application/pdf", (ROOT / "examples/receipts/hotel.pdf").read_bytes()),
 }
-FINAL = {"uploaded", "failed", "uploadFailed", "unconfirmed"}
+FINAL = {"uploaded", "recordedWithoutAttachment", "failed", "uploadFailed", "unconfirmed"}
 SVIX_TOLERANCE = 300  # seconds, the svix verifier's
 
 # ---- HTTP ----

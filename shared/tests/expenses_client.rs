@@ -8,7 +8,7 @@ use base64::Engine;
 use codat_sandbox::Config;
 use expense_sync::codat::expenses::{self, ExpenseTransaction, ReimbursableExpenseTransaction};
 use expense_sync::codat::*;
-use expense_sync::domain::{ApprovalBatch, CompanyId, ExpenseId, Transaction};
+use expense_sync::domain::{ApprovalBatch, CompanyId, Entry, EntryKind, ExpenseId};
 use expense_sync::flows::resolve::find_created_sync;
 use serde_json::{json, Value};
 
@@ -104,11 +104,12 @@ fn what_the_spec_shows_is_accepted_at_intake_and_sent_unchanged() {
         normalise(item)
     };
     for (sent, approved) in body["expenses"].as_array().unwrap().iter().zip(&batch.expenses) {
-        let wire = serde_json::to_value(ExpenseTransaction::from(&approved.transaction)).unwrap();
+        let wire = serde_json::to_value(ExpenseTransaction::from(approved.entry.as_transaction().unwrap())).unwrap();
         assert_eq!(normalise(wire), strip(sent.clone()));
     }
     let reimbursable = batch.expenses.last().unwrap();
-    let wire = serde_json::to_value(ReimbursableExpenseTransaction::from(&reimbursable.transaction)).unwrap();
+    let wire = serde_json::to_value(ReimbursableExpenseTransaction::from(reimbursable.entry.as_transaction().unwrap()))
+        .unwrap();
     let mut sent = strip(body["reimbursableExpenses"][0].clone());
     // Dates are sent in Codat's date-time form.
     sent["issueDate"] = json!("2024-05-21T00:00:00Z");
@@ -133,7 +134,7 @@ fn client(base: &str) -> CodatClient {
     CodatClient::new(base, KEY, retry).unwrap()
 }
 
-fn payment(id: ExpenseId, net: f64) -> Transaction {
+fn payment(id: ExpenseId, net: f64) -> Entry {
     serde_json::from_value(json!({
         "id": id, "type": "Payment", "issueDate": "2024-05-21T00:00:00Z", "currency": "GBP",
         "lines": [{"netAmount": net, "accountRef": {"id": "42"}}]
@@ -199,8 +200,8 @@ async fn reimbursable_expenses_go_to_their_own_endpoint() {
     let body = approval_of_examples(&spec());
     let batch = ApprovalBatch::parse(company, body.to_string().as_bytes(), &expenses::INTAKE).unwrap();
     let claim = batch.expenses.last().unwrap();
-    assert!(claim.transaction.is_reimbursable());
-    codat.expenses().create(company, &[&claim.transaction]).await.unwrap();
+    assert_eq!(claim.entry.kind(), EntryKind::Reimbursable);
+    codat.expenses().create(company, &[&claim.entry]).await.unwrap();
     let calls: Vec<codat_sandbox::Call> =
         reqwest::get(format!("{base}/_sandbox/calls")).await.unwrap().json().await.unwrap();
     assert!(calls[0].path.ends_with("/reimbursable-expense-transactions"), "{:?}", calls[0]);

@@ -173,7 +173,7 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{e} in {body}")))?;
         prop_assert_eq!(batch.expenses.len(), specs.len());
         for (spec, approved) in specs.iter().zip(&batch.expenses) {
-            let sent = serde_json::to_string(&codat::expenses::ExpenseTransaction::from(&approved.transaction)).unwrap();
+            let sent = serde_json::to_string(&codat::expenses::ExpenseTransaction::from(approved.entry.as_transaction().unwrap())).unwrap();
             let amounts: SentAmounts = serde_json::from_str(&sent).unwrap();
             prop_assert_eq!(amounts.currency_rate.as_ref().map(|r| r.get()), spec.rate.as_deref());
             for (line, sent_line) in spec.lines.iter().zip(&amounts.lines) {
@@ -190,9 +190,9 @@ proptest! {
             for (line, sent_line) in spec.lines.iter().zip(sent["lines"].as_array().unwrap()) {
                 prop_assert_eq!(&sent_line["accountRef"]["id"], &json!(line.account));
             }
-            prop_assert_eq!(&approved.receipt.bytes, &spec.receipt);
+            prop_assert_eq!(&approved.receipt.as_ref().unwrap().bytes, &spec.receipt);
             // The stored form reads back with the same digits.
-            let stored = serde_json::to_string(&approved.transaction).unwrap();
+            let stored = serde_json::to_string(&approved.entry).unwrap();
             let back: expense_sync::domain::Transaction = serde_json::from_str(&stored).unwrap();
             prop_assert_eq!(back.lines[0].net_amount.to_string(), spec.lines[0].net.clone());
         }

@@ -38,14 +38,14 @@ fn expense_at(company: CompanyId, status: Status, updated: chrono::DateTime<Utc>
         expense_id: id,
         status,
         api: CodatApi::Expenses,
-        transaction,
-        receipt: ReceiptRef {
+        entry: Entry::Transaction(transaction),
+        receipt: Some(ReceiptRef {
             key: format!("receipts/{company}/{id}"),
             file_name: "taxi.png".into(),
             content_type: "image/png".into(),
             size: 3,
             sha256: "abc".into(),
-        },
+        }),
         fingerprint: "f".into(),
         dataset_id: None,
         sync_id: (status == Status::Uploading).then(SyncId::random),
@@ -67,7 +67,7 @@ async fn an_expense_round_trips_and_is_created_once() {
     assert_eq!(again.existing, vec![e.expense_id]);
     let stored = store.get_expense(e.company_id, e.expense_id).await.unwrap().unwrap();
     assert_eq!(stored, Expense { approved_at: stored.approved_at, updated_at: stored.updated_at, ..e.clone() });
-    assert_eq!(stored.transaction.lines[0].net_amount.to_string(), "10.5");
+    assert_eq!(stored.entry.as_transaction().unwrap().lines[0].net_amount.to_string(), "10.5");
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn claims_older_than_any_invocation_are_settled_and_fresh_ones_stay() {
     // Current API: one create Codat took (its answer lost), one it never received.
     let taken = expense_at(company, Status::Submitting, hour_ago);
     let never_sent = expense_at(company, Status::Submitting, hour_ago);
-    let sync_id = codat.expenses().create(company, &[&taken.transaction]).await.unwrap();
+    let sync_id = codat.expenses().create(company, &[&taken.entry]).await.unwrap();
     store
         .insert_expenses(&[
             dead_submit.clone(),

@@ -45,7 +45,7 @@ pub fn api_from_env() -> Result<CodatApi, String> {
 #[cfg(feature = "codat")]
 mod port {
     use super::*;
-    use crate::domain::{CompanyId, Created, Transaction};
+    use crate::domain::{CompanyId, Created, Entry};
 
     impl CodatClient {
         pub fn v1(&self) -> v1::V1<'_> {
@@ -56,17 +56,22 @@ mod port {
             expenses::Expenses(self)
         }
 
-        /// Creates 1 to 50 transactions of one kind with `api`: a v1 dataset, or a sync Codat
-        /// queued itself.
+        /// Creates entries of one kind with `api` (1 to 50; a transfer alone): a v1 dataset, or
+        /// a sync Codat queued itself.
         pub async fn create(
             &self,
             api: CodatApi,
             company: CompanyId,
-            transactions: &[&Transaction],
+            entries: &[&Entry],
         ) -> Result<Created, CodatError> {
             match api {
-                CodatApi::V1 => self.v1().create_expense_dataset(company, transactions).await.map(Created::Dataset),
-                CodatApi::Expenses => self.expenses().create(company, transactions).await.map(Created::Sync),
+                CodatApi::V1 => {
+                    // v1 intake takes expense transactions only.
+                    let transactions: Vec<_> = entries.iter().filter_map(|e| e.as_transaction()).collect();
+                    debug_assert_eq!(transactions.len(), entries.len(), "v1 stores transactions only");
+                    self.v1().create_expense_dataset(company, &transactions).await.map(Created::Dataset)
+                }
+                CodatApi::Expenses => self.expenses().create(company, entries).await.map(Created::Sync),
             }
         }
     }

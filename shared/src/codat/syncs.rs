@@ -128,8 +128,9 @@ impl Transaction {
         self.transaction_id.as_deref()?.parse().ok()
     }
 
-    /// The event this report means for its expense; `None` while Codat has not finished it.
-    pub fn event(&self) -> Option<Event> {
+    /// The event this report means for its expense, of a kind that `takes_attachment` or not;
+    /// `None` while Codat has not finished it.
+    pub fn event(&self, takes_attachment: bool) -> Option<Event> {
         let status = self.status.as_ref()?;
         let failed = |reason: String| {
             Some(Event::TransactionFailed(Failure {
@@ -140,6 +141,8 @@ impl Transaction {
             }))
         };
         match status {
+            // Transfers and adjustments: in the books, and nothing to attach.
+            TransactionStatus::Completed if !takes_attachment => Some(Event::TransactionRecorded),
             TransactionStatus::Completed if self.is_completed_expense() => Some(Event::TransactionCompleted),
             TransactionStatus::Completed => failed(format!(
                 "Codat synced it as a {:?} transaction; receipts can only be attached to expense transactions",
@@ -253,17 +256,20 @@ mod tests {
 
     #[test]
     fn statuses_map_to_expense_events() {
-        assert_eq!(reported("Completed", Some(IntegrationType::Expenses)).event(), Some(Event::TransactionCompleted));
-        assert_eq!(reported("Completed", None).event(), Some(Event::TransactionCompleted));
+        assert_eq!(
+            reported("Completed", Some(IntegrationType::Expenses)).event(true),
+            Some(Event::TransactionCompleted)
+        );
+        assert_eq!(reported("Completed", None).event(true), Some(Event::TransactionCompleted));
         assert!(matches!(
-            reported("Completed", Some(IntegrationType::Bankfeeds)).event(),
+            reported("Completed", Some(IntegrationType::Bankfeeds)).event(true),
             Some(Event::TransactionFailed(_))
         ));
-        assert_eq!(reported("Pending", None).event(), None);
-        assert_eq!(reported("Unknown", None).event(), None);
-        let Some(Event::TransactionFailed(failure)) = reported("ValidationError", None).event() else { panic!() };
+        assert_eq!(reported("Pending", None).event(true), None);
+        assert_eq!(reported("Unknown", None).event(true), None);
+        let Some(Event::TransactionFailed(failure)) = reported("ValidationError", None).event(true) else { panic!() };
         assert_eq!(failure.codat_status.as_deref(), Some("ValidationError"));
         assert!(failure.reason.contains("line item total"));
-        assert!(matches!(reported("SomethingNew", None).event(), Some(Event::TransactionFailed(_))));
+        assert!(matches!(reported("SomethingNew", None).event(true), Some(Event::TransactionFailed(_))));
     }
 }

@@ -18,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{CodatApi, CompanyId, DatasetId, ExpenseId, SyncId, Transaction};
+use super::{CodatApi, CompanyId, DatasetId, Entry, ExpenseId, SyncId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,6 +30,9 @@ pub enum Status {
     Synced,
     Uploading,
     Uploaded,
+    /// In the accounting software; Codat takes no file for this kind (a transfer or an
+    /// adjustment), so there is nothing to upload.
+    RecordedWithoutAttachment,
     Failed,
     UploadFailed,
     Unconfirmed,
@@ -45,6 +48,7 @@ impl Status {
             Status::Synced => "synced",
             Status::Uploading => "uploading",
             Status::Uploaded => "uploaded",
+            Status::RecordedWithoutAttachment => "recordedWithoutAttachment",
             Status::Failed => "failed",
             Status::UploadFailed => "uploadFailed",
             Status::Unconfirmed => "unconfirmed",
@@ -53,7 +57,14 @@ impl Status {
 
     /// No event moves an expense out of a final status.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Uploaded | Status::Failed | Status::UploadFailed | Status::Unconfirmed)
+        matches!(
+            self,
+            Status::Uploaded
+                | Status::RecordedWithoutAttachment
+                | Status::Failed
+                | Status::UploadFailed
+                | Status::Unconfirmed
+        )
     }
 
     /// How far along the happy path a status is; final statuses are past everything.
@@ -65,7 +76,11 @@ impl Status {
             Status::Syncing => 3,
             Status::Synced => 4,
             Status::Uploading => 5,
-            Status::Uploaded | Status::Failed | Status::UploadFailed | Status::Unconfirmed => 9,
+            Status::Uploaded
+            | Status::RecordedWithoutAttachment
+            | Status::Failed
+            | Status::UploadFailed
+            | Status::Unconfirmed => 9,
         }
     }
 }
@@ -126,8 +141,12 @@ pub struct Expense {
     /// The Codat API it was approved for, and is created and synced with.
     #[serde(default = "CodatApi::legacy")]
     pub api: CodatApi,
-    pub transaction: Transaction,
-    pub receipt: ReceiptRef,
+    /// What was approved (stored as `transaction`, its name before transfers and adjustments).
+    #[serde(rename = "transaction")]
+    pub entry: Entry,
+    /// Absent for kinds Codat attaches no file to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptRef>,
     pub fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_id: Option<DatasetId>,
@@ -146,11 +165,36 @@ impl Expense {
     /// fingerprint answers at once; records fingerprinted before amounts were exact (as
     /// floats) are compared field by field.
     pub fn is_approval_of(&self, approved: &super::ApprovedExpense) -> bool {
-        self.fingerprint == approved.fingerprint()
-            || (self.transaction == approved.transaction
-                && self.receipt.file_name == approved.receipt.file_name
-                && self.receipt.content_type == approved.receipt.content_type
-                && self.receipt.sha256 == approved.receipt.sha256_hex())
+        let same_receipt = match (&self.receipt, &approved.receipt) {
+            (None, None) => true,
+            (Some(stored), Some(sent)) => {
+                stored.file_name == sent.file_name
+                    && stored.content_type == sent.content_type
+                    && stored.sha256 == sent.sha256_hex()
+            }
+            _ => false,
+        };
+        self.fingerprint == approved.fingerprint() || (self.entry == approved.entry && same_receipt)
+    }
+
+    /// The first field where `approved` differs from this stored expense, as a path in the
+    /// request (e.g. `transfers[0].to.amount`), for a 409 that says what changed.
+    pub fn difference_from(&self, approved: &super::ApprovedExpense) -> String {
+        let at = &approved.at;
+        let stored = serde_json::to_value(&self.entry).unwrap_or_default();
+        let sent = serde_json::to_value(&approved.entry).unwrap_or_default();
+        if let Some(path) = first_difference(&stored, &sent) {
+            return format!("{at}{path}");
+        }
+        match (&self.receipt, &approved.receipt) {
+            (Some(stored), Some(sent)) if stored.file_name != sent.file_name => format!("{at}.receipt.fileName"),
+            (Some(stored), Some(sent)) if stored.content_type != sent.content_type => {
+                format!("{at}.receipt.contentType")
+            }
+            (Some(_), Some(_)) => format!("{at}.receipt.data"),
+            (None, None) => format!("{at}.id"),
+            _ => format!("{at}.receipt"),
+        }
     }
 
     /// What the user sees of an expense: its progress and, if it stopped, why.
@@ -159,21 +203,48 @@ impl Expense {
             "companyId": self.company_id,
             "expenseId": self.expense_id,
             "status": self.status,
-            "kind": if self.transaction.is_reimbursable() { "reimbursable" } else { "expense" },
-            "type": self.transaction.kind,
+            "kind": self.entry.kind(),
+            "type": self.entry.type_name(),
             "codatApi": self.api,
             "datasetId": self.dataset_id,
             "syncId": self.sync_id,
             "attachmentId": self.attachment_id,
             "failure": self.failure,
-            "receipt": {
-                "fileName": self.receipt.file_name,
-                "contentType": self.receipt.content_type,
-                "size": self.receipt.size,
-            },
+            "receipt": self.receipt.as_ref().map(|r| serde_json::json!({
+                "fileName": r.file_name,
+                "contentType": r.content_type,
+                "size": r.size,
+            })),
             "approvedAt": self.approved_at,
             "updatedAt": self.updated_at,
         })
+    }
+}
+
+/// Where two JSON values first differ, as `.field`, `.list[2].field` or `` (the values
+/// themselves); `None` when they are equal.
+fn first_difference(stored: &serde_json::Value, sent: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (stored, sent) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().collect();
+            keys.extend(b.keys().filter(|key| !a.contains_key(*key)));
+            keys.into_iter().find_map(|key| match (a.get(key), b.get(key)) {
+                (Some(x), Some(y)) => first_difference(x, y).map(|rest| format!(".{key}{rest}")),
+                (None, None) => None,
+                _ => Some(format!(".{key}")),
+            })
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            let found = a
+                .iter()
+                .zip(b)
+                .enumerate()
+                .find_map(|(i, (x, y))| first_difference(x, y).map(|rest| format!("[{i}]{rest}")));
+            found.or_else(|| (a.len() != b.len()).then(|| format!("[{}]", a.len().min(b.len()))))
+        }
+        (a, b) if a == b => None,
+        _ => Some(String::new()),
     }
 }
 
@@ -200,6 +271,8 @@ pub enum Event {
     SyncRejected(Failure),
     /// Codat reports the transaction `Completed` as an expense.
     TransactionCompleted,
+    /// Codat reports `Completed` a kind it attaches no file to: nothing is left to do.
+    TransactionRecorded,
     TransactionFailed(Failure),
     /// Codat finished the sync long ago but never reported this transaction: whether it
     /// reached the accounting software is unknown.
@@ -227,6 +300,7 @@ impl Event {
             Event::SyncStarted { .. } => (Submitted, Syncing),
             Event::SyncRejected(_) => (Submitted, Failed),
             Event::TransactionCompleted => (Syncing, Synced),
+            Event::TransactionRecorded => (Syncing, RecordedWithoutAttachment),
             Event::TransactionFailed(_) => (Syncing, Failed),
             Event::TransactionUnreported(_) => (Syncing, Unconfirmed),
             Event::UploadStarted => (Synced, Uploading),
@@ -292,6 +366,7 @@ impl Expense {
             Event::SubmissionStarted
             | Event::SubmissionAbandoned
             | Event::TransactionCompleted
+            | Event::TransactionRecorded
             | Event::UploadStarted
             | Event::UploadAbandoned => {}
         }
@@ -339,6 +414,19 @@ mod tests {
             transition(Status::Syncing, Event::SyncCreated { sync_id: SyncId::random() }),
             Err(InvalidTransition::AlreadyDone { .. })
         ));
+    }
+
+    #[test]
+    fn a_kind_without_attachments_ends_recorded_and_never_waits_for_an_upload() {
+        let status = walk(vec![
+            Event::SubmissionStarted,
+            Event::SyncCreated { sync_id: SyncId::random() },
+            Event::TransactionRecorded,
+        ]);
+        assert_eq!(status, Status::RecordedWithoutAttachment);
+        assert!(status.is_final());
+        assert!(transition(status, Event::UploadStarted).is_err());
+        assert!(matches!(transition(status, Event::TransactionRecorded), Err(InvalidTransition::AlreadyDone { .. })));
     }
 
     #[test]
@@ -404,6 +492,7 @@ mod tests {
             Status::Synced,
             Status::Uploading,
             Status::Uploaded,
+            Status::RecordedWithoutAttachment,
             Status::Failed,
             Status::UploadFailed,
             Status::Unconfirmed,

@@ -2,6 +2,7 @@
 //! Codat's wire models: each API's `codat/*/map.rs` translates at the client's edge.
 
 mod approval;
+mod entry;
 mod expense;
 pub mod fields;
 mod ids;
@@ -9,6 +10,7 @@ mod sync;
 mod transaction;
 
 pub use approval::{ApprovalBatch, ApprovedExpense, IntakeRules, Receipt, ValidationError, MAX_BATCH};
+pub use entry::{Adjustment, AdjustmentLine, AdjustmentType, Entry, EntryKind, Transfer, TransferSide, TransferType};
 pub use expense::{Event, Expense, Failure, InvalidTransition, ReceiptRef, Stage, Status, Transition};
 pub use ids::{CompanyId, DatasetId, ExpenseId, SyncId};
 pub use sync::{Created, Dataset, DatasetStatus, LockHolder, Sync, SyncLock, SyncState};

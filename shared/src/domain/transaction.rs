@@ -69,6 +69,8 @@ pub struct Contact {
 pub enum TrackingDataType {
     TrackingCategories,
     Customers,
+    /// Adjustment lines only (`TrackingRefAdjustmentTransaction`).
+    Suppliers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
-    /// The expense id is taken by a different expense: 409, nothing written.
+    /// The expense id is taken by a different expense: 409 naming the first field that differs,
+    /// nothing written.
     #[error("{field}: expense {expense_id} was already approved with different content")]
     Conflict { field: String, expense_id: ExpenseId },
     /// Nothing of the approval was stored: a repeat starts afresh.
@@ -58,16 +59,21 @@ pub async fn approve(
     let now = Utc::now();
     let mut fresh = Vec::new();
     for approved in batch.expenses.iter().filter(|a| !known.iter().any(|k| k.expense_id == a.id())) {
-        let receipt = receipts
-            .put(company, approved.id(), &approved.receipt)
-            .await
-            .map_err(|e| IntakeError::Receipts(e.to_string()))?;
+        let receipt = match &approved.receipt {
+            Some(receipt) => Some(
+                receipts
+                    .put(company, approved.id(), receipt)
+                    .await
+                    .map_err(|e| IntakeError::Receipts(e.to_string()))?,
+            ),
+            None => None,
+        };
         fresh.push(Expense {
             company_id: company,
             expense_id: approved.id(),
             status: Status::Approved,
             api,
-            transaction: approved.transaction.clone(),
+            entry: approved.entry.clone(),
             receipt,
             fingerprint: approved.fingerprint(),
             dataset_id: None,
@@ -105,11 +111,11 @@ pub async fn approve(
 }
 
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {
-    for (index, approved) in batch.expenses.iter().enumerate() {
+    for approved in &batch.expenses {
         if let Some(existing) = stored.iter().find(|e| e.expense_id == approved.id()) {
             if !existing.is_approval_of(approved) {
                 return Err(IntakeError::Conflict {
-                    field: format!("expenses[{index}].id"),
+                    field: existing.difference_from(approved),
                     expense_id: approved.id(),
                 });
             }

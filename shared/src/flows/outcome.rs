@@ -78,7 +78,8 @@ async fn record(
         if expense.status == Status::Submitted {
             apply_once(store, &mut expense, Event::SyncStarted { sync_id }).await?;
         }
-        if let Some(event) = reported.get(&expense.expense_id).and_then(|t| t.event()) {
+        let takes_attachment = expense.entry.kind().takes_attachment();
+        if let Some(event) = reported.get(&expense.expense_id).and_then(|t| t.event(takes_attachment)) {
             apply_once(store, &mut expense, event).await?;
         } else if give_up_on_unreported && expense.status == Status::Syncing {
             let last_word = reported.get(&expense.expense_id).and_then(|m| m.status.as_ref());

@@ -1,4 +1,4 @@
-//! Creating approved expenses in Codat: chunks of at most 50 of one kind, each with the API
+//! Creating approved expenses in Codat: chunks of at most 50 of one kind (a transfer alone), each with the API
 //! its expenses were approved for. A v1 create answers a dataset (synced later by
 //! `initiate`); a current-API create answers the sync Codat queued, recorded at once.
 
@@ -11,8 +11,8 @@ use super::failure_from;
 use super::resolve::resolve_lost_creates;
 use crate::codat::{CodatClient, CodatError};
 use crate::domain::{
-    CodatApi, CompanyId, Created, Dataset, DatasetStatus, Event, Expense, Stage, Status, Sync, SyncId, SyncState,
-    Transition, MAX_CREATE_ITEMS,
+    CodatApi, CompanyId, Created, Dataset, DatasetStatus, EntryKind, Event, Expense, Stage, Status, Sync, SyncId,
+    SyncState, Transition,
 };
 use crate::store::{Store, StoreError};
 
@@ -41,14 +41,15 @@ pub async fn submit_approved(
     expenses: &[Expense],
     deadline: Option<Instant>,
 ) -> Result<Submission, StoreError> {
-    // One create call takes one API's transactions of one kind (card or reimbursable).
-    let mut groups: BTreeMap<(CodatApi, bool), Vec<&Expense>> = BTreeMap::new();
+    // One create call takes one API's entries of one kind (card, reimbursable, adjustment;
+    // a transfer is one call of its own).
+    let mut groups: BTreeMap<(CodatApi, EntryKind), Vec<&Expense>> = BTreeMap::new();
     for expense in expenses.iter().filter(|e| e.status == Status::Approved) {
-        groups.entry((expense.api, expense.transaction.is_reimbursable())).or_default().push(expense);
+        groups.entry((expense.api, expense.entry.kind())).or_default().push(expense);
     }
     let mut submission = Submission::default();
-    for ((api, _), group) in groups {
-        for chunk in group.chunks(MAX_CREATE_ITEMS) {
+    for ((api, kind), group) in groups {
+        for chunk in group.chunks(kind.per_create()) {
             if deadline.is_some_and(|end| Instant::now() + codat.retry_budget() + RECORDING > end) {
                 tracing::info!(expenses = chunk.len(), "not enough time left for another create; left approved");
                 submission.deferred += chunk.len();
@@ -85,8 +86,8 @@ async fn submit_chunk(
     let claimed_at = Utc::now();
     let claimed: Vec<Expense> =
         chunk.iter().map(|e| Expense { status: Status::Submitting, updated_at: claimed_at, ..(*e).clone() }).collect();
-    let transactions: Vec<_> = claimed.iter().map(|e| &e.transaction).collect();
-    let outcome = codat.create(api, company, &transactions).await;
+    let entries: Vec<_> = claimed.iter().map(|e| &e.entry).collect();
+    let outcome = codat.create(api, company, &entries).await;
     match outcome {
         Ok(Created::Dataset(dataset_id)) => {
             tracing::info!(%dataset_id, expenses = claimed.len(), "dataset created");

@@ -45,7 +45,12 @@ pub async fn upload_receipt(
         return Ok(Uploaded::Rejected { reason: failure.reason });
     };
 
-    let bytes = match receipts.get(&expense.receipt).await {
+    let Some(receipt) = expense.receipt.clone() else {
+        let failure = Failure::new(Stage::Upload, "expense has no receipt to upload");
+        apply_once(store, &mut expense, Event::UploadRejected(failure.clone())).await?;
+        return Ok(Uploaded::Rejected { reason: failure.reason });
+    };
+    let bytes = match receipts.get(&receipt).await {
         Ok(bytes) => bytes,
         Err(err) => {
             apply_once(store, &mut expense, Event::UploadAbandoned).await?;
@@ -53,13 +58,12 @@ pub async fn upload_receipt(
         }
     };
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    if digest != expense.receipt.sha256 {
+    if digest != receipt.sha256 {
         let failure = Failure::new(Stage::Upload, "the stored receipt does not match the approved one");
         apply_once(store, &mut expense, Event::UploadRejected(failure.clone())).await?;
         return Ok(Uploaded::Rejected { reason: failure.reason });
     }
 
-    let receipt = &expense.receipt;
     let result =
         codat.upload_attachment(company, sync_id, expense_id, &receipt.file_name, &receipt.content_type, &bytes).await;
     match result {

@@ -225,7 +225,7 @@ pub(super) fn expense_update(
             values.insert(":failure".into(), to_attribute(failure));
         }
         Event::SubmissionAbandoned | Event::UploadAbandoned => remove.push("failure"),
-        Event::SubmissionStarted | Event::TransactionCompleted | Event::UploadStarted => {}
+        Event::SubmissionStarted | Event::TransactionCompleted | Event::TransactionRecorded | Event::UploadStarted => {}
     }
     match sweep_partition(transition.to) {
         Some(partition) => {

@@ -34,12 +34,27 @@ pub struct SentReceipt {
 pub struct Approval {
     pub company: String,
     pub body: Value,
+    /// The receipts of the items that have one (expenses and reimbursable expenses).
     pub receipts: Vec<(String, SentReceipt)>,
 }
 
+/// Every kind an approval holds, in the order intake stores them.
+pub const KINDS: [&str; 4] = ["expenses", "reimbursableExpenses", "transfers", "adjustments"];
+
 impl Approval {
+    /// Every item's id, in the order intake stores them.
     pub fn ids(&self) -> Vec<String> {
-        self.receipts.iter().map(|(id, _)| id.clone()).collect()
+        KINDS
+            .iter()
+            .flat_map(|kind| self.body[kind].as_array().cloned().unwrap_or_default())
+            .map(|item| item["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The ids of one kind.
+    pub fn ids_of(&self, kind: &str) -> Vec<String> {
+        let items = self.body[kind].as_array().cloned().unwrap_or_default();
+        items.iter().map(|item| item["id"].as_str().unwrap().to_string()).collect()
     }
 
     /// `n` card expenses: the samples' card expenses over and over, each with a fresh id.
@@ -65,13 +80,17 @@ impl Approval {
     }
 
     /// The card expenses alone (one create call under either API).
-    pub fn cards_only(mut self) -> Self {
-        let reimbursable: Vec<String> = self.body["reimbursableExpenses"]
-            .as_array()
-            .map(|list| list.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect())
-            .unwrap_or_default();
-        self.body.as_object_mut().unwrap().remove("reimbursableExpenses");
-        self.receipts.retain(|(id, _)| !reimbursable.contains(id));
+    pub fn cards_only(self) -> Self {
+        self.only(&["expenses"])
+    }
+
+    /// Only the items of `kinds`.
+    pub fn only(mut self, kinds: &[&str]) -> Self {
+        for kind in KINDS.iter().filter(|k| !kinds.contains(k)) {
+            self.body.as_object_mut().unwrap().remove(*kind);
+        }
+        let kept = self.ids();
+        self.receipts.retain(|(id, _)| kept.contains(id));
         self
     }
 }
@@ -93,16 +112,26 @@ impl Stack {
         }
     }
 
-    /// The sample approvals of `examples/` (the reimbursable ones too, where the API has
-    /// them), under a fresh company and fresh expense ids.
+    /// The sample expenses of `examples/` (reimbursable ones too, where the API has them),
+    /// under a fresh company and fresh ids: every one ends `uploaded`.
     pub fn sample_approval(&self) -> Approval {
+        self.samples(&["expenses", "reimbursableExpenses"])
+    }
+
+    /// Every sample of `examples/` the API takes: transfers and adjustments too, on the
+    /// current API.
+    pub fn sample_of_every_kind(&self) -> Approval {
+        self.samples(&KINDS)
+    }
+
+    fn samples(&self, wanted: &[&str]) -> Approval {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         let spec: Value = serde_json::from_slice(&std::fs::read(root.join("approvals.json")).unwrap()).unwrap();
         let company = Uuid::new_v4().to_string();
         let mut receipts = Vec::new();
         let mut body = json!({});
         let kinds: &[&str] = match self.api() {
-            Api::Expenses => &["expenses", "reimbursableExpenses"],
+            Api::Expenses => wanted,
             Api::V1 => &["expenses"],
         };
         for kind in kinds {
@@ -119,7 +148,10 @@ impl Stack {
         for mut expense in samples.iter().cloned() {
             let id = Uuid::new_v4().to_string();
             expense["id"] = json!(id);
-            let receipt = expense["receipt"].as_object_mut().unwrap();
+            let Some(receipt) = expense.get_mut("receipt").and_then(Value::as_object_mut) else {
+                expenses.push(expense);
+                continue;
+            };
             let bytes = std::fs::read(root.join(receipt.remove("path").unwrap().as_str().unwrap())).unwrap();
             receipt.insert("data".into(), json!(base64::engine::general_purpose::STANDARD.encode(&bytes)));
             receipts.push((
@@ -174,7 +206,7 @@ impl Stack {
 
     /// Waits until every expense is in a final status; returns their views.
     pub async fn settle(&self, company: &str, ids: &[String], within: Duration) -> Vec<Value> {
-        let finals = ["uploaded", "failed", "uploadFailed", "unconfirmed"];
+        let finals = ["uploaded", "recordedWithoutAttachment", "failed", "uploadFailed", "unconfirmed"];
         let started = Instant::now();
         loop {
             let mut views = Vec::new();
@@ -226,20 +258,28 @@ impl Stack {
 }
 
 /// Transaction ids of every item Codat took (a v1 dataset, or a current-API create), including
-/// creates Codat acted on whose answer was then lost (an `afterEffect` fault).
+/// creates Codat acted on whose answer was then lost (an `afterEffect` fault). A transfer PUT
+/// counts each time Codat took it, create or resend: each is a write to the books.
 pub fn created_items(calls: &[Call]) -> Vec<String> {
-    let creates =
-        ["/data/expense-transactions", "/sync/expenses/expense-transactions", "/reimbursable-expense-transactions"];
-    calls
-        .iter()
+    let creates = [
+        "/data/expense-transactions",
+        "/sync/expenses/expense-transactions",
+        "/reimbursable-expense-transactions",
+        "/adjustment-transactions",
+    ];
+    let taken = calls.iter().filter(|c| c.handled_status == Some(200));
+    let posted = taken
+        .clone()
         .filter(|c| c.method == "POST" && creates.iter().any(|p| c.path.ends_with(p)))
-        .filter(|c| c.handled_status == Some(200))
         .flat_map(|c| {
             let body = c.body.as_ref().unwrap();
             body.get("items").unwrap_or(body).as_array().unwrap().clone()
         })
-        .map(|item| item["id"].as_str().unwrap().to_string())
-        .collect()
+        .map(|item| item["id"].as_str().unwrap().to_string());
+    let transfers = taken
+        .filter(|c| c.method == "PUT" && c.path.contains("/transfer-transactions/"))
+        .map(|c| c.path.rsplit('/').next().unwrap().to_string());
+    posted.chain(transfers).collect()
 }
 
 /// Successful attachment uploads, by transaction id.

@@ -1,4 +1,4 @@
-//! The calls only the current API has: the two creates, and the company-wide sync statuses a
+//! The calls only the current API has: the creates of each kind, and the company-wide sync statuses a
 //! client reads to find out whether a create whose answer was lost took effect.
 
 use reqwest::StatusCode;
@@ -7,27 +7,66 @@ use super::models::*;
 use crate::codat::http::Effect;
 use crate::codat::syncs::CompanySyncStatus;
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{CompanyId, SyncId, Transaction};
+use crate::domain::{CompanyId, Entry, EntryKind, SyncId, Transaction, Transfer};
 
 /// The current API's calls, over the shared transport: `codat.expenses().create(..)`.
 pub struct Expenses<'a>(pub(crate) &'a CodatClient);
 
 impl Expenses<'_> {
-    /// `POST .../expense-transactions` (card expenses) or `.../reimbursable-expense-transactions`:
-    /// 1 to 50 transactions of one kind; Codat answers the sync it queued for them.
-    pub async fn create(&self, company: CompanyId, transactions: &[&Transaction]) -> Result<SyncId, CodatError> {
+    /// Creates 1 to 50 entries of one kind with the kind's own endpoint; Codat answers the sync
+    /// it queued for them. A transfer is one PUT by its id, so it comes alone.
+    pub async fn create(&self, company: CompanyId, entries: &[&Entry]) -> Result<SyncId, CodatError> {
+        let kind = entries.first().map_or(EntryKind::Expense, |e| e.kind());
+        debug_assert!(entries.iter().all(|e| e.kind() == kind), "one kind per create");
+        match kind {
+            EntryKind::Expense => {
+                let body: Vec<ExpenseTransaction> = transactions(entries).map(Into::into).collect();
+                self.post(company, "expense-transactions", &body).await
+            }
+            EntryKind::Reimbursable => {
+                let body: Vec<ReimbursableExpenseTransaction> = transactions(entries).map(Into::into).collect();
+                self.post(company, "reimbursable-expense-transactions", &body).await
+            }
+            EntryKind::Adjustment => {
+                let body: Vec<AdjustmentTransactionRequest> = entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Adjustment(a) => Some(a.into()),
+                        _ => None,
+                    })
+                    .collect();
+                self.post(company, "adjustment-transactions", &body).await
+            }
+            EntryKind::Transfer => match entries {
+                [Entry::Transfer(transfer)] => self.put_transfer(company, transfer).await,
+                _ => unreachable!("a transfer is created alone"),
+            },
+        }
+    }
+
+    /// `POST .../{path}` with a bare array; every create answers `{syncId}` with 200.
+    async fn post<T: serde::Serialize>(
+        &self,
+        company: CompanyId,
+        path: &str,
+        body: &[T],
+    ) -> Result<SyncId, CodatError> {
         let codat = self.0;
-        let reimbursable = transactions.first().is_some_and(|t| t.is_reimbursable());
-        debug_assert!(transactions.iter().all(|t| t.is_reimbursable() == reimbursable), "one kind per create");
-        let response: CreateExpenseResponse = if reimbursable {
-            let url = codat.url(company, "reimbursable-expense-transactions");
-            let body: Vec<ReimbursableExpenseTransaction> = transactions.iter().map(|t| (*t).into()).collect();
-            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.post(&url).json(&body)).await?
-        } else {
-            let url = codat.url(company, "expense-transactions");
-            let body: Vec<ExpenseTransaction> = transactions.iter().map(|t| (*t).into()).collect();
-            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.post(&url).json(&body)).await?
-        };
+        let url = codat.url(company, path);
+        let response: CreateExpenseResponse =
+            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.post(&url).json(body)).await?;
+        Ok(response.sync_id)
+    }
+
+    /// `PUT .../transfer-transactions/{transactionId}`. Codat creates *or updates* the transfer
+    /// by its id, so this is only ever sent for a transfer not yet created (a claimed
+    /// `submitting` expense), and a lost answer is looked up, never sent again.
+    pub async fn put_transfer(&self, company: CompanyId, transfer: &Transfer) -> Result<SyncId, CodatError> {
+        let codat = self.0;
+        let url = codat.url(company, &format!("transfer-transactions/{}", transfer.id));
+        let body = TransferTransactionRequest::from(transfer);
+        let response: TransferTransactionResponse =
+            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.put(&url).json(&body)).await?;
         Ok(response.sync_id)
     }
 
@@ -48,4 +87,8 @@ impl Expenses<'_> {
         let url = codat.url(company, "syncs/list/status");
         codat.send(Effect::ReadOnly, &[StatusCode::OK], || codat.http.get(&url)).await
     }
+}
+
+fn transactions<'a>(entries: &'a [&'a Entry]) -> impl Iterator<Item = &'a Transaction> {
+    entries.iter().filter_map(|e| e.as_transaction())
 }

@@ -1,7 +1,10 @@
 //! Our transactions as the current API's models, and what the current API accepts at intake.
 
 use super::models::*;
-use crate::domain::{IntakeRules, Line, Ref, Tracking, TrackingDataType as OurDataType, Transaction, TransactionKind};
+use crate::domain::{
+    Adjustment, IntakeRules, Ref, Tracking, TrackingDataType as OurDataType, Transaction, TransactionKind, Transfer,
+    TransferSide,
+};
 
 const LINE_FIELDS: &[&str] = &["taxAmount", "taxRateRef", "accountRef", "itemRef", "trackingRefs", "invoiceTo"];
 
@@ -44,6 +47,7 @@ pub const INTAKE: IntakeRules = IntakeRules {
     ],
     receipt_types: &["application/pdf", "image/png", "image/jpeg", "image/gif"],
     max_receipt_bytes: 3 * 1024 * 1024,
+    transfers_and_adjustments: true,
 };
 
 fn record(reference: &Option<Ref>) -> Option<RecordRef> {
@@ -58,14 +62,16 @@ fn tracking(refs: &Option<Vec<Tracking>>) -> Option<Vec<TrackingRef>> {
                 data_type: r.data_type.map(|t| match t {
                     OurDataType::TrackingCategories => TrackingDataType::TrackingCategories,
                     OurDataType::Customers => TrackingDataType::Customers,
+                    // Intake takes suppliers on adjustment lines only.
+                    OurDataType::Suppliers => unreachable!("an expense line never links a supplier"),
                 }),
             })
             .collect()
     })
 }
 
-fn invoice_to(line: &Line) -> Option<InvoiceTo> {
-    line.invoice_to.as_ref().map(|c| InvoiceTo { id: c.id.clone(), kind: Some(InvoiceToType::Customer) })
+fn invoice_to(bill_to: &Option<crate::domain::BillTo>) -> Option<InvoiceTo> {
+    bill_to.as_ref().map(|c| InvoiceTo { id: c.id.clone(), kind: Some(InvoiceToType::Customer) })
 }
 
 fn kind(kind: TransactionKind) -> ExpenseTransactionType {
@@ -104,7 +110,7 @@ impl From<&Transaction> for ExpenseTransaction {
                     account_ref: record(&line.account_ref),
                     item_ref: record(&line.item_ref),
                     tracking_refs: tracking(&line.tracking_refs),
-                    invoice_to: invoice_to(line),
+                    invoice_to: invoice_to(&line.invoice_to),
                 })
                 .collect(),
             notes: t.notes.clone(),
@@ -138,7 +144,57 @@ impl From<&Transaction> for ReimbursableExpenseTransaction {
                     account_ref: record(&line.account_ref),
                     item_ref: record(&line.item_ref),
                     tracking_refs: tracking(&line.tracking_refs),
-                    invoice_to: invoice_to(line),
+                    invoice_to: invoice_to(&line.invoice_to),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn side(side: &TransferSide) -> TransferTransactionSide {
+    TransferTransactionSide { account_ref: TransferAccountRef { id: side.account_ref.id.clone() }, amount: side.amount }
+}
+
+/// The transfer's id is the PUT's path, not part of its body.
+impl From<&Transfer> for TransferTransactionRequest {
+    fn from(t: &Transfer) -> Self {
+        TransferTransactionRequest {
+            description: t.description.clone(),
+            date: t.date.clone(),
+            from: side(&t.from),
+            to: side(&t.to),
+        }
+    }
+}
+
+impl From<&Adjustment> for AdjustmentTransactionRequest {
+    fn from(a: &Adjustment) -> Self {
+        AdjustmentTransactionRequest {
+            id: a.id,
+            date: a.date.clone(),
+            currency: a.currency.clone(),
+            currency_rate: a.currency_rate,
+            reference: a.reference.clone(),
+            lines: a
+                .lines
+                .iter()
+                .map(|line| AdjustmentTransactionLine {
+                    amount: line.amount,
+                    account_ref: RecordRef { id: line.account_ref.id.clone() },
+                    description: line.description.clone(),
+                    tracking_refs: line.tracking_refs.as_ref().map(|refs| {
+                        refs.iter()
+                            .map(|r| TrackingRefAdjustmentTransaction {
+                                id: r.id.clone(),
+                                data_type: r.data_type.map(|t| match t {
+                                    OurDataType::TrackingCategories => AdjustmentTrackingDataType::TrackingCategories,
+                                    OurDataType::Customers => AdjustmentTrackingDataType::Customers,
+                                    OurDataType::Suppliers => AdjustmentTrackingDataType::Suppliers,
+                                }),
+                            })
+                            .collect()
+                    }),
+                    invoice_to: invoice_to(&line.invoice_to),
                 })
                 .collect(),
         }

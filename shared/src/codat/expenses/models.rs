@@ -172,3 +172,91 @@ pub struct ReimbursableExpenseTransaction {
     pub notes: Option<String>,
     pub lines: Vec<ReimbursableExpenseTransactionLine>,
 }
+
+/// `TransferTransactionRequest.from.accountRef` / `.to.accountRef`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferAccountRef {
+    pub id: String,
+}
+
+/// `TransferTransactionRequest.from` / `.to`: the amount is in that account's own currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferTransactionSide {
+    pub account_ref: TransferAccountRef,
+    #[serde(serialize_with = "crate::json::number")]
+    pub amount: Decimal,
+}
+
+/// `TransferTransactionRequest`, the body of `PUT .../transfer-transactions/{transactionId}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferTransactionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub date: String,
+    pub from: TransferTransactionSide,
+    pub to: TransferTransactionSide,
+}
+
+/// `TransferTransactionResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferTransactionResponse {
+    pub sync_id: SyncId,
+}
+
+/// `TrackingRefAdjustmentTransaction.dataType`: an adjustment line may also link a supplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AdjustmentTrackingDataType {
+    TrackingCategories,
+    Customers,
+    Suppliers,
+}
+
+/// `TrackingRefAdjustmentTransaction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackingRefAdjustmentTransaction {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<AdjustmentTrackingDataType>,
+}
+
+/// `AdjustmentTransactionLine`: a positive amount is a debit, a negative one a credit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdjustmentTransactionLine {
+    #[serde(serialize_with = "crate::json::number")]
+    pub amount: Decimal,
+    pub account_ref: RecordRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_refs: Option<Vec<TrackingRefAdjustmentTransaction>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_to: Option<InvoiceTo>,
+}
+
+/// `AdjustmentTransactionRequest`: one item of `CreateAdjustmentRequest` (a bare array).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdjustmentTransactionRequest {
+    pub id: ExpenseId,
+    pub date: String,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::json::number_opt")]
+    pub currency_rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub lines: Vec<AdjustmentTransactionLine>,
+}
+
+/// `AdjustmentTransactionResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdjustmentTransactionResponse {
+    pub sync_id: SyncId,
+}

@@ -27,6 +27,7 @@ pub const INTAKE: IntakeRules = IntakeRules {
     reimbursable_line_fields: &[],
     receipt_types: &["application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp"],
     max_receipt_bytes: 4 * 1024 * 1024,
+    transfers_and_adjustments: false,
 };
 
 fn kind(kind: TransactionKind) -> TransactionType {

@@ -4,6 +4,8 @@
 //! re-checks what is checked here, and a batch that parses can be stored whole (every limit a
 //! write can hit is checked here, before the first write).
 
+mod transfers;
+
 use std::collections::HashSet;
 use std::fmt;
 
@@ -13,9 +15,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::fields::{self, Currency};
-use super::transaction::{BillTo, Contact, ContactType, Line, Ref, Tracking, Transaction, TransactionKind};
-use super::{CompanyId, ExpenseId};
+use super::transaction::{
+    BillTo, Contact, ContactType, Line, Ref, Tracking, TrackingDataType, Transaction, TransactionKind,
+};
+use super::{CompanyId, Entry, ExpenseId};
 use crate::json::{self, exact_decimal, exact_decimal_opt, Object};
+use transfers::{RawAdjustment, RawTransfer};
 
 /// At most this many expenses in one approval request (split into chunks of 50 for Codat).
 pub const MAX_BATCH: usize = 100;
@@ -56,6 +61,9 @@ pub struct IntakeRules {
     /// Receipt content types every integration of the API can attach, and the largest size.
     pub receipt_types: &'static [&'static str],
     pub max_receipt_bytes: usize,
+    /// Transfers and adjustments as kinds of their own (the current API's endpoints for them);
+    /// without, they are card expenses of the types `TransferIn` … `AdjustmentOut`.
+    pub transfers_and_adjustments: bool,
 }
 
 /// A request field that is missing or wrong: the HTTP edge answers 400 with it.
@@ -105,42 +113,45 @@ impl fmt::Debug for Receipt {
     }
 }
 
-/// One approved expense: the transaction to create in Codat plus its receipt.
+/// One approved item: what to create in Codat, plus its receipt where its kind takes one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovedExpense {
-    pub transaction: Transaction,
-    pub receipt: Receipt,
+    pub entry: Entry,
+    pub receipt: Option<Receipt>,
+    /// Where it was in the request (`expenses[2]`, `transfers[0]`), to name its fields.
+    pub at: String,
 }
 
 impl ApprovedExpense {
     pub fn id(&self) -> ExpenseId {
-        self.transaction.id
+        self.entry.id()
     }
 
     /// Identifies the content of an approval, so a re-post of the same expense is recognised
     /// and a different expense reusing its id is refused.
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(serde_json::to_vec(&self.transaction).expect("transaction serializes"));
-        hasher.update(self.receipt.file_name.as_bytes());
-        hasher.update([0]);
-        hasher.update(self.receipt.content_type.as_bytes());
-        hasher.update([0]);
-        hasher.update(&self.receipt.bytes);
+        hasher.update(serde_json::to_vec(&self.entry).expect("entries serialize"));
+        if let Some(receipt) = &self.receipt {
+            hasher.update(receipt.file_name.as_bytes());
+            hasher.update([0]);
+            hasher.update(receipt.content_type.as_bytes());
+            hasher.update([0]);
+            hasher.update(&receipt.bytes);
+        }
         hex(&hasher.finalize())
     }
 
     /// About what its stored record will weigh (the transaction as JSON, plus the rest).
     fn stored_bytes(&self) -> usize {
-        serde_json::to_vec(&self.transaction).map_or(usize::MAX, |json| json.len())
-            + self.receipt.file_name.len()
-            + self.receipt.content_type.len()
+        serde_json::to_vec(&self.entry).map_or(usize::MAX, |json| json.len())
+            + self.receipt.as_ref().map_or(0, |r| r.file_name.len() + r.content_type.len())
             + STORED_OVERHEAD_BYTES
     }
 }
 
-/// A valid batch of approved expenses for one company: card expenses first, then reimbursable
-/// ones, each in request order.
+/// A valid batch of approved items for one company: card expenses, reimbursable expenses,
+/// transfers, adjustments, each in request order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalBatch {
     pub company_id: CompanyId,
@@ -148,8 +159,9 @@ pub struct ApprovalBatch {
 }
 
 impl ApprovalBatch {
-    /// Parses the approval request body, `{"expenses": [...], "reimbursableExpenses": [...]}`,
-    /// accepting exactly what `rules` (the selected Codat API) accepts.
+    /// Parses the approval request body, `{"expenses": [...], "reimbursableExpenses": [...],
+    /// "transfers": [...], "adjustments": [...]}`, accepting exactly what `rules` (the selected
+    /// Codat API) accepts.
     pub fn parse(company_id: CompanyId, body: &[u8], rules: &IntakeRules) -> Result<Self, ValidationError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(ValidationError::new(
@@ -157,44 +169,49 @@ impl ApprovalBatch {
                 format!("is {} bytes; at most {MAX_BODY_BYTES} per request: split the batch", body.len()),
             ));
         }
-        if rules.reimbursable_fields.is_none() {
-            // Refuse the kind itself before its items' fields are judged by the other API.
-            let keys: Object<std::collections::HashMap<String, serde::de::IgnoredAny>> = json::parse(body)?;
-            if keys.contains_key("reimbursableExpenses") {
-                return Err(ValidationError::new(
-                    "reimbursableExpenses",
-                    format!("{} has no reimbursable expenses; they need Codat's current Expenses API", rules.api),
-                ));
-            }
-        }
+        refuse_kinds_the_api_lacks(body, rules)?;
         let raw: Object<RawBatch> = json::parse(body)?;
         let raw = raw.into_inner();
         let reimbursables = raw.reimbursable_expenses.unwrap_or_default();
         let cards = raw.expenses.unwrap_or_default();
-        let count = cards.len() + reimbursables.len();
+        let transfers = raw.transfers.unwrap_or_default();
+        let adjustments = raw.adjustments.unwrap_or_default();
+        let sizes = [
+            ("expenses", cards.len()),
+            ("reimbursableExpenses", reimbursables.len()),
+            ("transfers", transfers.len()),
+            ("adjustments", adjustments.len()),
+        ];
+        let count: usize = sizes.iter().map(|(_, n)| n).sum();
         if count == 0 {
             return Err(ValidationError::new("expenses", "must hold at least one expense"));
         }
         if count > MAX_BATCH {
-            let field =
-                if cards.len() > MAX_BATCH || reimbursables.is_empty() { "expenses" } else { "reimbursableExpenses" };
+            // Name the largest list: that is the one to split.
+            let field = sizes.iter().max_by_key(|(_, n)| *n).map_or("expenses", |(name, _)| name);
             return Err(ValidationError::new(
                 field,
-                format!("holds {count} expenses; at most {MAX_BATCH} per request"),
+                format!("holds {count} items in all; at most {MAX_BATCH} per request"),
             ));
         }
         let mut seen = HashSet::new();
         let mut expenses = Vec::with_capacity(count);
         let mut stored_bytes = 0;
-        let parsed = cards
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (format!("expenses[{i}]"), e.into_inner().validate(&format!("expenses[{i}]"), rules)))
-            .chain(reimbursables.into_iter().enumerate().map(|(i, e)| {
-                let at = format!("reimbursableExpenses[{i}]");
-                let expense = e.into_inner().validate(&at, rules);
-                (at, expense)
-            }));
+        fn each<T>(
+            name: &'static str,
+            items: Vec<Object<T>>,
+            validate: impl Fn(T, &str) -> Result<ApprovedExpense, ValidationError>,
+        ) -> impl Iterator<Item = (String, Result<ApprovedExpense, ValidationError>)> {
+            items.into_iter().enumerate().map(move |(i, item)| {
+                let at = format!("{name}[{i}]");
+                let approved = validate(item.into_inner(), &at);
+                (at, approved)
+            })
+        }
+        let parsed = each("expenses", cards, |e, at| e.validate(at, rules))
+            .chain(each("reimbursableExpenses", reimbursables, |e, at| e.validate(at, rules)))
+            .chain(each("transfers", transfers, |t, at| t.validate(at)))
+            .chain(each("adjustments", adjustments, |a, at| a.validate(at)));
         for (at, expense) in parsed {
             let expense = expense?;
             if !seen.insert(expense.id()) {
@@ -227,11 +244,41 @@ impl ApprovalBatch {
     }
 }
 
+/// Refuses a kind the API does not have by its own name, before its items' fields are judged
+/// by the other API's rules.
+fn refuse_kinds_the_api_lacks(body: &[u8], rules: &IntakeRules) -> Result<(), ValidationError> {
+    if rules.reimbursable_fields.is_some() && rules.transfers_and_adjustments {
+        return Ok(());
+    }
+    let keys: Object<std::collections::HashMap<String, serde::de::IgnoredAny>> = json::parse(body)?;
+    if rules.reimbursable_fields.is_none() && keys.contains_key("reimbursableExpenses") {
+        return Err(ValidationError::new(
+            "reimbursableExpenses",
+            format!("{} has no reimbursable expenses; they need Codat's current Expenses API", rules.api),
+        ));
+    }
+    if !rules.transfers_and_adjustments {
+        for (kind, types) in
+            [("transfers", "TransferIn or TransferOut"), ("adjustments", "AdjustmentIn or AdjustmentOut")]
+        {
+            if keys.contains_key(kind) {
+                return Err(ValidationError::new(
+                    kind,
+                    format!("{} has no {kind} of their own: send them in expenses, of type {types}", rules.api),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawBatch {
     expenses: Option<Vec<Object<RawExpense>>>,
     reimbursable_expenses: Option<Vec<Object<RawReimbursable>>>,
+    transfers: Option<Vec<Object<RawTransfer>>>,
+    adjustments: Option<Vec<Object<RawAdjustment>>>,
 }
 
 /// A card expense: the superset of both APIs' `ExpenseTransaction`; the rules pick.
@@ -382,9 +429,22 @@ impl RawExpense {
     fn validate(self, at: &str, rules: &IntakeRules) -> Result<ApprovedExpense, ValidationError> {
         let kind = rules.expense_types.iter().copied().find(|k| k.as_str() == self.kind).ok_or_else(|| {
             let allowed: Vec<&str> = rules.expense_types.iter().map(|k| k.as_str()).collect();
+            let instead = match self.kind.as_str() {
+                "TransferIn" | "TransferOut" if rules.transfers_and_adjustments => {
+                    format!(
+                        "; {} is a transfer there: send it in transfers, with the from and to accounts and each one's amount",
+                        self.kind
+                    )
+                }
+                "AdjustmentIn" | "AdjustmentOut" if rules.transfers_and_adjustments => format!(
+                    "; {} is an adjustment there: send it in adjustments, as journal lines with signed amounts (debits positive, credits negative)",
+                    self.kind
+                ),
+                _ => String::new(),
+            };
             ValidationError::new(
                 format!("{at}.type"),
-                format!("must be one of {} under {}", allowed.join(", "), rules.api),
+                format!("must be one of {} under {}{instead}", allowed.join(", "), rules.api),
             )
         })?;
         only_allowed(
@@ -424,7 +484,9 @@ impl RawExpense {
             common(at, rules, rules.line_fields, header, contact, self.lines)?;
         let receipt = self.receipt.into_inner().validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
-            transaction: Transaction {
+            at: at.to_string(),
+            receipt: Some(receipt),
+            entry: Entry::Transaction(Transaction {
                 id,
                 kind,
                 issue_date,
@@ -439,8 +501,7 @@ impl RawExpense {
                 post_as_draft: self.post_as_draft,
                 due_date: None,
                 ap_account_ref: None,
-            },
-            receipt,
+            }),
         })
     }
 }
@@ -480,7 +541,9 @@ impl RawReimbursable {
             common(at, rules, rules.reimbursable_line_fields, header, contact, self.lines)?;
         let receipt = self.receipt.into_inner().validate(&format!("{at}.receipt"), rules)?;
         Ok(ApprovedExpense {
-            transaction: Transaction {
+            at: at.to_string(),
+            receipt: Some(receipt),
+            entry: Entry::Transaction(Transaction {
                 id,
                 kind: TransactionKind::Reimbursable,
                 issue_date,
@@ -495,8 +558,7 @@ impl RawReimbursable {
                 post_as_draft: None,
                 due_date: Some(due_date),
                 ap_account_ref,
-            },
-            receipt,
+            }),
         })
     }
 }
@@ -588,6 +650,12 @@ impl RawLine {
                     rules.tracking_fields,
                     &[("dataType", tracking.data_type.is_some())],
                 )?;
+                if tracking.data_type == Some(TrackingDataType::Suppliers) {
+                    return Err(ValidationError::new(
+                        format!("{tracking_at}.dataType"),
+                        "must be trackingCategories or customers (suppliers is for adjustment lines)",
+                    ));
+                }
             }
         }
         let invoice_to = match self.invoice_to.map(Object::into_inner) {
@@ -658,17 +726,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
     use crate::domain::fields::tests::PNG;
 
-    fn company() -> CompanyId {
+    pub(super) fn company() -> CompanyId {
         "8a210b68-6988-11ed-a1eb-0242ac120002".parse().unwrap()
     }
 
-    fn expense(id: &str) -> Value {
+    pub(super) fn expense(id: &str) -> Value {
         json!({
             "id": id,
             "type": "Payment",
@@ -683,7 +751,7 @@ mod tests {
     }
 
     /// A v1-like API: every field the parser knows, by v1's rules.
-    const RULES: IntakeRules = IntakeRules {
+    pub(super) const RULES: IntakeRules = IntakeRules {
         api: "the test API",
         expense_types: &[TransactionKind::Payment, TransactionKind::Refund],
         expense_fields: &["currencyRate", "contactRef", "merchantName", "notes"],
@@ -696,6 +764,7 @@ mod tests {
         reimbursable_line_fields: &[],
         receipt_types: &["application/pdf", "image/png"],
         max_receipt_bytes: 1024,
+        transfers_and_adjustments: false,
     };
 
     fn parse(body: Value) -> Result<ApprovalBatch, ValidationError> {
@@ -713,10 +782,10 @@ mod tests {
         let batch = parse(json!({"expenses": [expense(ID)]})).unwrap();
         let expense = &batch.expenses[0];
         assert_eq!(expense.id().to_string(), ID);
-        assert_eq!(expense.transaction.issue_date, "2024-05-21T00:00:00Z");
-        assert_eq!(expense.transaction.lines[0].net_amount.to_string(), "110.42");
-        assert_eq!(expense.receipt.bytes, PNG);
-        let stored = serde_json::to_value(&expense.transaction).unwrap();
+        assert_eq!(expense.entry.as_transaction().unwrap().issue_date, "2024-05-21T00:00:00Z");
+        assert_eq!(expense.entry.as_transaction().unwrap().lines[0].net_amount.to_string(), "110.42");
+        assert_eq!(expense.receipt.as_ref().unwrap().bytes, PNG);
+        let stored = serde_json::to_value(expense.entry.as_transaction().unwrap()).unwrap();
         // Stored as exact decimal text (DynamoDB strings); Codat's bodies get JSON numbers.
         assert_eq!(stored["lines"][0]["netAmount"], json!("110.42"));
         assert_eq!(stored["lines"][0]["accountRef"]["id"], "42");
@@ -858,7 +927,7 @@ mod tests {
         supplier["contactRef"] = json!({"id": "1", "contactType": "Supplier"});
         let parsed = parse(json!({"expenses": [supplier]})).unwrap();
         assert_eq!(
-            parsed.expenses[0].transaction.contact_ref.as_ref().unwrap().contact_type,
+            parsed.expenses[0].entry.as_transaction().unwrap().contact_ref.as_ref().unwrap().contact_type,
             Some(ContactType::Supplier)
         );
         let reimbursable = json!({"reimbursableExpenses": [expense(ID)]});
@@ -914,7 +983,10 @@ mod tests {
         e["lines"][0]["netAmount"] = json!("__NET__");
         let body = json!({"expenses": [e]}).to_string().replace("\"__NET__\"", "1234567890123.45");
         let batch = ApprovalBatch::parse(company(), body.as_bytes(), &RULES).unwrap();
-        assert_eq!(batch.expenses[0].transaction.lines[0].net_amount.to_string(), "1234567890123.45");
+        assert_eq!(
+            batch.expenses[0].entry.as_transaction().unwrap().lines[0].net_amount.to_string(),
+            "1234567890123.45"
+        );
     }
 
     #[test]
@@ -937,13 +1009,13 @@ mod tests {
     #[test]
     fn a_replay_of_a_record_stored_with_float_amounts_is_recognised() {
         let approved = parse(json!({"expenses": [expense(ID)]})).unwrap().expenses.remove(0);
-        let mut transaction = serde_json::to_value(&approved.transaction).unwrap();
+        let mut transaction = serde_json::to_value(approved.entry.as_transaction().unwrap()).unwrap();
         transaction["lines"][0]["netAmount"] = json!(110.42);
         transaction["lines"][0]["taxAmount"] = json!(14.43);
         let legacy: crate::domain::Expense = serde_json::from_value(json!({
             "companyId": company(), "expenseId": ID, "status": "uploaded", "transaction": transaction,
             "receipt": {"key": "receipts/k", "fileName": "taxi.png", "contentType": "image/png",
-                        "size": PNG.len(), "sha256": approved.receipt.sha256_hex()},
+                        "size": PNG.len(), "sha256": approved.receipt.as_ref().unwrap().sha256_hex()},
             "fingerprint": "computed-over-floats", "approvedAt": "2026-01-01T00:00:00Z",
             "updatedAt": "2026-01-01T00:00:00Z"
         }))
