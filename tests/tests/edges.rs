@@ -95,11 +95,28 @@ async fn an_expense_id_reused_for_other_content_is_a_conflict() {
     let approval = stack.sample_approval();
     let (status, _) = stack.approve(&approval.company, &approval.body).await;
     assert_eq!(status, 202);
-    let mut changed = approval.body.clone();
-    changed["expenses"][0]["lines"][0]["netAmount"] = json!(99.99);
-    let (status, answer) = stack.approve(&approval.company, &changed).await;
-    assert_eq!(status, 409, "{answer}");
-    assert_eq!(answer["field"], "expenses[0].id");
+    // The 409 names the first field that differs, in the request's own terms.
+    type Edit = fn(&mut serde_json::Value);
+    let mut edits: Vec<(&str, Edit)> = vec![
+        ("expenses[0].lines[0].netAmount", |b| b["expenses"][0]["lines"][0]["netAmount"] = json!(99.99)),
+        ("expenses[1].receipt.fileName", |b| b["expenses"][1]["receipt"]["fileName"] = json!("other.pdf")),
+        ("expenses[2].receipt.data", |b| {
+            let png = b["expenses"][0]["receipt"].clone();
+            b["expenses"][2]["receipt"]["data"] = png["data"].clone();
+        }),
+    ];
+    if approval.body.get("reimbursableExpenses").is_some() {
+        edits.push(("reimbursableExpenses[0].dueDate", |b| {
+            b["reimbursableExpenses"][0]["dueDate"] = json!("2024-07-01")
+        }));
+    }
+    for (field, edit) in edits {
+        let mut changed = approval.body.clone();
+        edit(&mut changed);
+        let (status, answer) = stack.approve(&approval.company, &changed).await;
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
     stack.settle(&approval.company, &approval.ids(), SETTLE).await;
 }
 
