@@ -51,6 +51,7 @@ fn expense_at(company: CompanyId, status: Status, updated: chrono::DateTime<Utc>
         sync_id: (status == Status::Uploading).then(SyncId::random),
         attachment_id: None,
         failure: None,
+        note: None,
         approved_at: updated,
         updated_at: updated,
     }

@@ -4,7 +4,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::Status;
-use expense_sync::flows::upload::{upload_receipt, Uploaded};
+use expense_sync::flows::upload::{upload_receipt, Platforms, Uploaded};
 use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
@@ -16,6 +16,7 @@ pub struct Services {
     pub store: Store,
     pub receipts: ReceiptStore,
     pub codat: CodatClient,
+    pub platforms: Platforms,
 }
 
 impl Services {
@@ -29,6 +30,7 @@ impl Services {
             store: Store::from_env(&config)?,
             receipts: ReceiptStore::from_env(&config)?,
             codat: codat_client(&config, Duration::from_secs(20)).await?,
+            platforms: Platforms::default(),
         })
     }
 }
@@ -52,12 +54,13 @@ async fn handle_event(services: &Services, event: LambdaEvent<StreamEvent>) -> R
             continue;
         };
         let span = tracing::info_span!("upload", company_id = %company, expense_id = %expense);
-        let result = upload_receipt(&services.store, &services.receipts, &services.codat, company, expense)
-            .instrument(span.clone())
-            .await;
+        let result =
+            upload_receipt(&services.store, &services.receipts, &services.codat, &services.platforms, company, expense)
+                .instrument(span.clone())
+                .await;
         let _enter = span.enter();
         match result {
-            Ok(Uploaded::Done { .. }) | Ok(Uploaded::Skipped { .. }) => {}
+            Ok(Uploaded::Done { .. }) | Ok(Uploaded::Skipped { .. }) | Ok(Uploaded::NotTaken { .. }) => {}
             Ok(outcome) => tracing::warn!(?outcome, "receipt not uploaded"),
             Err(err) => {
                 tracing::error!(error = %err, "upload failed; record will be retried");

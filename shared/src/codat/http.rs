@@ -85,6 +85,10 @@ impl CodatClient {
         self
     }
 
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// How long one call may keep retrying.
     pub fn retry_budget(&self) -> Duration {
         self.retry.max_elapsed

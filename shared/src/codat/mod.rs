@@ -7,6 +7,7 @@
 //! the `api` recorded on the expense or sync, so a deployment switching APIs finishes its old
 //! syncs on the old one.
 
+mod connections;
 mod error;
 pub mod expenses;
 #[cfg(feature = "codat")]
@@ -15,6 +16,7 @@ mod syncs;
 pub mod v1;
 mod webhooks;
 
+pub use connections::{attaches, Attaches, Connection, Connections};
 pub use error::{CodatError, ErrorMessage, ErrorValidation, ErrorValidationItem};
 #[cfg(feature = "codat")]
 pub use http::{CodatClient, RetryPolicy};

@@ -156,6 +156,9 @@ pub struct Expense {
     pub attachment_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Why an expense that takes receipts ended without one (its software takes none for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub approved_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -197,6 +200,16 @@ impl Expense {
         }
     }
 
+    /// Why it ended without an attachment, when it did.
+    pub fn note(&self) -> Option<String> {
+        if self.status != Status::RecordedWithoutAttachment {
+            return None;
+        }
+        self.note
+            .clone()
+            .or_else(|| Some(format!("Codat attaches no file to a {} in any integration", self.entry.kind().as_str())))
+    }
+
     /// What the user sees of an expense: its progress and, if it stopped, why.
     pub fn view(&self) -> serde_json::Value {
         serde_json::json!({
@@ -210,6 +223,7 @@ impl Expense {
             "syncId": self.sync_id,
             "attachmentId": self.attachment_id,
             "failure": self.failure,
+            "note": self.note(),
             "receipt": self.receipt.as_ref().map(|r| serde_json::json!({
                 "fileName": r.file_name,
                 "contentType": r.content_type,
@@ -273,6 +287,11 @@ pub enum Event {
     TransactionCompleted,
     /// Codat reports `Completed` a kind it attaches no file to: nothing is left to do.
     TransactionRecorded,
+    /// The company's accounting software takes no file for this expense (Codat's upload
+    /// table), so there is nothing to upload.
+    AttachmentNotTaken {
+        reason: String,
+    },
     TransactionFailed(Failure),
     /// Codat finished the sync long ago but never reported this transaction: whether it
     /// reached the accounting software is unknown.
@@ -303,6 +322,7 @@ impl Event {
             Event::TransactionRecorded => (Syncing, RecordedWithoutAttachment),
             Event::TransactionFailed(_) => (Syncing, Failed),
             Event::TransactionUnreported(_) => (Syncing, Unconfirmed),
+            Event::AttachmentNotTaken { .. } => (Synced, RecordedWithoutAttachment),
             Event::UploadStarted => (Synced, Uploading),
             Event::UploadAbandoned => (Uploading, Synced),
             Event::ReceiptUploaded { .. } => (Uploading, Uploaded),
@@ -356,6 +376,7 @@ impl Expense {
             Event::DatasetCreated { dataset_id } => self.dataset_id = Some(*dataset_id),
             Event::SyncStarted { sync_id } | Event::SyncCreated { sync_id } => self.sync_id = Some(*sync_id),
             Event::ReceiptUploaded { attachment_id } => self.attachment_id = Some(attachment_id.clone()),
+            Event::AttachmentNotTaken { reason } => self.note = Some(reason.clone()),
             Event::SubmissionRejected(f)
             | Event::SubmissionUnconfirmed(f)
             | Event::SyncRejected(f)

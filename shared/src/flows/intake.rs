@@ -80,6 +80,7 @@ pub async fn approve(
             sync_id: None,
             attachment_id: None,
             failure: None,
+            note: None,
             approved_at: now,
             updated_at: now,
         });

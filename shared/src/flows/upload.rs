@@ -1,10 +1,15 @@
-//! Receipt upload for an expense Codat synced as `Completed`.
+//! Receipt upload for an expense Codat synced as `Completed`, unless the company's accounting
+//! software takes no file for it (Codat's upload table): then it is recorded without one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use super::{apply_once, failure_from, FlowError};
-use crate::codat::{CodatClient, CodatError};
-use crate::domain::{CompanyId, Event, ExpenseId, Failure, Stage, Status};
+use crate::codat::{attaches, Attaches, CodatClient, CodatError};
+use crate::domain::{CompanyId, Event, Expense, ExpenseId, Failure, Stage, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::Store;
 
@@ -23,18 +28,81 @@ pub enum Uploaded {
     Unconfirmed {
         reason: String,
     },
+    /// The company's software takes no file for it: recorded without one.
+    NotTaken {
+        reason: String,
+    },
+}
+
+/// How long a warm instance trusts what it read of a company's connections: a company that
+/// changes its accounting software is rare, and an upload it then refuses is recorded anyway.
+const PLATFORM_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Each company's accounting software, as last read (one Codat call per company and TTL,
+/// not one per receipt).
+#[derive(Default)]
+pub struct Platforms {
+    known: Mutex<HashMap<CompanyId, (Option<String>, Instant)>>,
+}
+
+impl Platforms {
+    /// The linked accounting software's name; `None` when there is none, or Codat could not
+    /// say (the upload then decides).
+    async fn of(&self, codat: &CodatClient, company: CompanyId) -> Option<String> {
+        if let Some((platform, read_at)) = self.known.lock().expect("not poisoned").get(&company) {
+            if read_at.elapsed() < PLATFORM_TTL {
+                return platform.clone();
+            }
+        }
+        let platform = match codat.connections(company).await {
+            Ok(connections) => connections.accounting_platform().map(str::to_string),
+            // Codat answered (a key without access to connections, say): ask again after the
+            // TTL, not before every upload.
+            Err(err @ CodatError::Rejected { .. }) => {
+                tracing::warn!(error = %err, "Codat refused to list the company's connections; uploading anyway");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the company's connections now; uploading anyway");
+                return None;
+            }
+        };
+        self.known.lock().expect("not poisoned").insert(company, (platform.clone(), Instant::now()));
+        platform
+    }
+
+    /// Whether the company's software takes a file for `expense`.
+    async fn attaches(&self, codat: &CodatClient, expense: &Expense) -> Attaches {
+        if !expense.entry.kind().takes_attachment() {
+            return attaches("", &expense.entry);
+        }
+        match self.of(codat, expense.company_id).await {
+            Some(platform) => attaches(&platform, &expense.entry),
+            None => Attaches::Unknown,
+        }
+    }
 }
 
 pub async fn upload_receipt(
     store: &Store,
     receipts: &ReceiptStore,
     codat: &CodatClient,
+    platforms: &Platforms,
     company: CompanyId,
     expense_id: ExpenseId,
 ) -> Result<Uploaded, FlowError> {
     let Some(mut expense) = store.get_expense(company, expense_id).await? else {
         return Err(FlowError::Retry(format!("expense {expense_id} not found")));
     };
+    if expense.status == Status::Synced {
+        if let Attaches::No { reason } = platforms.attaches(codat, &expense).await {
+            if apply_once(store, &mut expense, Event::AttachmentNotTaken { reason: reason.clone() }).await? {
+                tracing::info!(%reason, "recorded without an attachment");
+                return Ok(Uploaded::NotTaken { reason });
+            }
+            return Ok(Uploaded::Skipped { status: expense.status });
+        }
+    }
     // The claim: of two invocations for the same record, only one gets past this write.
     if !apply_once(store, &mut expense, Event::UploadStarted).await? {
         return Ok(Uploaded::Skipped { status: expense.status });

@@ -214,6 +214,10 @@ pub(super) fn expense_update(
             set.push("attachmentId = :attachment");
             values.insert(":attachment".into(), s(attachment_id.clone()));
         }
+        Event::AttachmentNotTaken { reason } => {
+            set.push("note = :note");
+            values.insert(":note".into(), s(reason.clone()));
+        }
         Event::SubmissionRejected(failure)
         | Event::SubmissionUnconfirmed(failure)
         | Event::SyncRejected(failure)

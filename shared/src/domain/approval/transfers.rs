@@ -400,6 +400,7 @@ mod tests {
             sync_id: None,
             attachment_id: None,
             failure: None,
+            note: None,
             approved_at: now,
             updated_at: now,
         }
