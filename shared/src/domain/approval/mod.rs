@@ -398,8 +398,7 @@ fn common(
     contact: Option<RawContact>,
     lines: Vec<Object<RawLine>>,
 ) -> Result<Common, ValidationError> {
-    let id = ExpenseId::parse_canonical(header.id)
-        .ok_or_else(|| ValidationError::new(format!("{at}.id"), "must be a canonical UUID (lowercase, hyphenated)"))?;
+    let id = item_id(header.id, at)?;
     let issue_date = fields::date(header.issue_date, &format!("{at}.issueDate"))?;
     let currency = fields::currency(header.currency, &format!("{at}.currency"))?;
     if let Some(rate) = header.currency_rate {
@@ -632,42 +631,17 @@ impl RawLine {
                 fields::id(&reference.id, &format!("{at}.{name}.id"))?;
             }
         }
-        let tracking_refs: Option<Vec<Tracking>> =
-            self.tracking_refs.map(|refs| refs.into_iter().map(Object::into_inner).collect());
-        if let Some(refs) = &tracking_refs {
-            if refs.is_empty() || refs.len() > MAX_TRACKING_REFS {
+        let tracking_refs = tracking_refs(self.tracking_refs, at, |tracking, tracking_at| {
+            only_allowed(tracking_at, rules.api, rules.tracking_fields, &[("dataType", tracking.data_type.is_some())])?;
+            if tracking.data_type == Some(TrackingDataType::Suppliers) {
                 return Err(ValidationError::new(
-                    format!("{at}.trackingRefs"),
-                    format!("must hold 1 to {MAX_TRACKING_REFS} references when present"),
+                    format!("{tracking_at}.dataType"),
+                    "must be trackingCategories or customers (suppliers is for adjustment lines)",
                 ));
             }
-            for (i, tracking) in refs.iter().enumerate() {
-                let tracking_at = format!("{at}.trackingRefs[{i}]");
-                fields::id(&tracking.id, &format!("{tracking_at}.id"))?;
-                only_allowed(
-                    &tracking_at,
-                    rules.api,
-                    rules.tracking_fields,
-                    &[("dataType", tracking.data_type.is_some())],
-                )?;
-                if tracking.data_type == Some(TrackingDataType::Suppliers) {
-                    return Err(ValidationError::new(
-                        format!("{tracking_at}.dataType"),
-                        "must be trackingCategories or customers (suppliers is for adjustment lines)",
-                    ));
-                }
-            }
-        }
-        let invoice_to = match self.invoice_to.map(Object::into_inner) {
-            None => None,
-            Some(bill_to) => {
-                fields::id(&bill_to.id, &format!("{at}.invoiceTo.id"))?;
-                if bill_to.kind.as_deref().is_some_and(|k| k != "customer") {
-                    return Err(ValidationError::new(format!("{at}.invoiceTo.type"), "must be customer"));
-                }
-                Some(BillTo { id: bill_to.id })
-            }
-        };
+            Ok(())
+        })?;
+        let invoice_to = self.invoice_to.map(|b| b.into_inner().validate(at)).transpose()?;
         if let Some(description) = &self.description {
             fields::text(description, &format!("{at}.description"))?;
         }
@@ -681,6 +655,45 @@ impl RawLine {
             invoice_to,
             description: self.description,
         })
+    }
+}
+
+/// An item's id: Codat's transaction id, so canonical.
+fn item_id(raw: &str, at: &str) -> Result<ExpenseId, ValidationError> {
+    ExpenseId::parse_canonical(raw)
+        .ok_or_else(|| ValidationError::new(format!("{at}.id"), "must be a canonical UUID (lowercase, hyphenated)"))
+}
+
+/// A line's `trackingRefs`: 1 to 10 references with valid ids, each also passing `check`.
+fn tracking_refs(
+    refs: Option<Vec<Object<Tracking>>>,
+    at: &str,
+    check: impl Fn(&Tracking, &str) -> Result<(), ValidationError>,
+) -> Result<Option<Vec<Tracking>>, ValidationError> {
+    let Some(refs) = refs else { return Ok(None) };
+    let refs: Vec<Tracking> = refs.into_iter().map(Object::into_inner).collect();
+    if refs.is_empty() || refs.len() > MAX_TRACKING_REFS {
+        return Err(ValidationError::new(
+            format!("{at}.trackingRefs"),
+            format!("must hold 1 to {MAX_TRACKING_REFS} references when present"),
+        ));
+    }
+    for (i, tracking) in refs.iter().enumerate() {
+        let tracking_at = format!("{at}.trackingRefs[{i}]");
+        fields::id(&tracking.id, &format!("{tracking_at}.id"))?;
+        check(tracking, &tracking_at)?;
+    }
+    Ok(Some(refs))
+}
+
+impl RawBillTo {
+    /// `invoiceTo` of the line at `at`: a customer.
+    fn validate(self, at: &str) -> Result<BillTo, ValidationError> {
+        fields::id(&self.id, &format!("{at}.invoiceTo.id"))?;
+        if self.kind.as_deref().is_some_and(|k| k != "customer") {
+            return Err(ValidationError::new(format!("{at}.invoiceTo.type"), "must be customer"));
+        }
+        Ok(BillTo { id: self.id })
     }
 }
 

@@ -6,11 +6,9 @@ use rust_decimal::Decimal;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::{fields, ApprovedExpense, RawBillTo, ValidationError, MAX_LINES, MAX_TRACKING_REFS};
-use crate::domain::transaction::{BillTo, Ref, Tracking};
-use crate::domain::{
-    Adjustment, AdjustmentLine, AdjustmentType, Entry, ExpenseId, Transfer, TransferSide, TransferType,
-};
+use super::{fields, item_id, tracking_refs, ApprovedExpense, RawBillTo, ValidationError, MAX_LINES};
+use crate::domain::transaction::{Ref, Tracking};
+use crate::domain::{Adjustment, AdjustmentLine, AdjustmentType, Entry, Transfer, TransferSide, TransferType};
 use crate::json::{exact_decimal, exact_decimal_opt, Object};
 
 /// A transfer's amounts are in each account's own currency, which the request does not name:
@@ -61,11 +59,6 @@ struct RawAdjustmentLine {
     invoice_to: Option<Object<RawBillTo>>,
 }
 
-fn id(raw: &str, at: &str) -> Result<ExpenseId, ValidationError> {
-    ExpenseId::parse_canonical(raw)
-        .ok_or_else(|| ValidationError::new(format!("{at}.id"), "must be a canonical UUID (lowercase, hyphenated)"))
-}
-
 fn no_receipt(receipt: Option<IgnoredAny>, at: &str, kind: &str) -> Result<(), ValidationError> {
     match receipt {
         Some(_) => Err(ValidationError::new(
@@ -110,7 +103,7 @@ impl RawSide {
 
 impl RawTransfer {
     pub(super) fn validate(self, at: &str) -> Result<ApprovedExpense, ValidationError> {
-        let id = id(&self.id, at)?;
+        let id = item_id(&self.id, at)?;
         no_receipt(self.receipt, at, "a transfer")?;
         let date = fields::date(&self.date, &format!("{at}.date"))?;
         let from = self.from.into_inner().validate(&format!("{at}.from"))?;
@@ -141,7 +134,7 @@ impl RawTransfer {
 
 impl RawAdjustment {
     pub(super) fn validate(self, at: &str) -> Result<ApprovedExpense, ValidationError> {
-        let id = id(&self.id, at)?;
+        let id = item_id(&self.id, at)?;
         no_receipt(self.receipt, at, "an adjustment")?;
         let date = fields::date(&self.date, &format!("{at}.date"))?;
         let currency = fields::currency(&self.currency, &format!("{at}.currency"))?;
@@ -163,29 +156,9 @@ impl RawAdjustment {
             if let Some(description) = &line.description {
                 fields::text(description, &format!("{line_at}.description"))?;
             }
-            let tracking_refs: Option<Vec<Tracking>> =
-                line.tracking_refs.map(|refs| refs.into_iter().map(Object::into_inner).collect());
-            if let Some(refs) = &tracking_refs {
-                if refs.is_empty() || refs.len() > MAX_TRACKING_REFS {
-                    return Err(ValidationError::new(
-                        format!("{line_at}.trackingRefs"),
-                        format!("must hold 1 to {MAX_TRACKING_REFS} references when present"),
-                    ));
-                }
-                for (j, tracking) in refs.iter().enumerate() {
-                    fields::id(&tracking.id, &format!("{line_at}.trackingRefs[{j}].id"))?;
-                }
-            }
-            let invoice_to = match line.invoice_to.map(Object::into_inner) {
-                None => None,
-                Some(bill_to) => {
-                    fields::id(&bill_to.id, &format!("{line_at}.invoiceTo.id"))?;
-                    if bill_to.kind.as_deref().is_some_and(|k| k != "customer") {
-                        return Err(ValidationError::new(format!("{line_at}.invoiceTo.type"), "must be customer"));
-                    }
-                    Some(BillTo { id: bill_to.id })
-                }
-            };
+            // Any `dataType` is fine here: adjustment lines may also link a supplier.
+            let tracking_refs = tracking_refs(line.tracking_refs, &line_at, |_, _| Ok(()))?;
+            let invoice_to = line.invoice_to.map(|b| b.into_inner().validate(&line_at)).transpose()?;
             lines.push(AdjustmentLine {
                 amount: line.amount,
                 account_ref,
