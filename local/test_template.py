@@ -30,8 +30,10 @@ class FilterMatching(unittest.TestCase):
         self.upload = functions["attachment-upload"].stream_triggers[0]
         self.initiate = functions["sync-initiation"].stream_triggers[0]
 
-    def test_upload_sees_only_syncing_to_synced(self):
+    def test_upload_sees_only_syncing_to_synced_and_requeues(self):
         self.assertTrue(tpl.passes(self.upload, record("MODIFY", expense("synced"), expense("syncing"))))
+        # The sweep's requeue of an expense left synced.
+        self.assertTrue(tpl.passes(self.upload, record("MODIFY", expense("synced"), expense("synced"))))
         # An abandoned upload (uploading -> synced) must not re-trigger itself.
         self.assertFalse(tpl.passes(self.upload, record("MODIFY", expense("synced"), expense("uploading"))))
         self.assertFalse(tpl.passes(self.upload, record("INSERT", expense("synced"))))

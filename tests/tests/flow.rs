@@ -183,6 +183,29 @@ async fn a_lost_upload_answer_is_not_repeated_but_reported() {
 
 #[tokio::test]
 #[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn an_upload_whose_stream_record_ran_out_of_retries_is_requeued_by_the_sweep() {
+    let stack = Stack::from_env();
+    let approval = stack.sample_approval().cards_only();
+    let first = approval.receipts[0].0.clone();
+    // A Retry-After longer than any invocation may wait, once per delivery of the stream record
+    // (the first and MaximumRetryAttempts: 5 more): the record is dead-lettered and nothing
+    // but the sweep knows the expense still waits for its upload.
+    let fault = json!({"pathContains": format!("/transactions/{first}/attachments"), "status": 429,
+        "retryAfter": 3600, "times": 6});
+    stack.inject_fault(fault).await;
+    let (status, answer) = stack.approve(&approval.company, &approval.body).await;
+    assert_eq!(status, 202, "{answer}");
+    let views = stack.settle(&approval.company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+    let calls = stack.codat_calls(&approval.company).await;
+    let uploads: Vec<_> = calls.iter().filter(|c| c.path.ends_with(&format!("{first}/attachments"))).collect();
+    assert_eq!(uploads.iter().filter(|c| c.status == 429).count(), 6, "every delivery was throttled: {uploads:#?}");
+    assert_eq!(uploads.iter().filter(|c| c.status < 300).count(), 1, "then uploaded once: {uploads:#?}");
+    assert_eq!(attachments(&calls).iter().filter(|(id, _)| *id == first).count(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
 async fn expenses_approved_while_codat_is_down_are_submitted_by_the_sweep() {
     let stack = Stack::from_env();
     let approval = stack.sample_approval().cards_only();

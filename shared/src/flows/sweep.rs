@@ -4,6 +4,8 @@
 //!   lists tell whether it took them;
 //! * mark other claims whose invocation died (a timeout) `unconfirmed`: whether Codat acted is
 //!   unknown;
+//! * requeue uploads of expenses left `synced` (their stream record was lost, or exhausted its
+//!   retries or its age limit): nothing else would ever upload them;
 //! * initiate syncs for v1 datasets nobody picked up;
 //! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions).
 
@@ -36,6 +38,7 @@ pub struct SweepReport {
     pub claims_expired: usize,
     /// Lost creates Codat's sync lists showed it took.
     pub creates_resolved: usize,
+    pub uploads_requeued: usize,
     pub syncs_started: usize,
     pub syncs_polled: usize,
     pub syncs_finished: usize,
@@ -125,6 +128,12 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
         tracing::warn!(expense_id = %expense.expense_id, status = %expense.status, "abandoned claim");
         if apply_once(store, &mut expense, event(failure)).await? {
             report.claims_expired += 1;
+        }
+    }
+    for expense in store.stale_synced_expenses(now - poll_after).await? {
+        if store.requeue_upload(&expense).await? {
+            tracing::info!(expense_id = %expense.expense_id, "upload requeued");
+            report.uploads_requeued += 1;
         }
     }
     for company in store.companies_with_pending_datasets().await? {

@@ -144,6 +144,40 @@ impl Store {
         let items = self.sweep(SWEEP_CLAIMED_EXPENSE, Some(sweep_time(before))).await?;
         items.into_iter().map(from_item).collect()
     }
+
+    /// Expenses `synced` since before `before`: their upload never ran or never finished.
+    pub async fn stale_synced_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
+        let items = self.sweep(SWEEP_SYNCED_EXPENSE, Some(sweep_time(before))).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Writes a `synced` expense again, unchanged but for `updatedAt`, so its stream delivers a
+    /// new `synced -> synced` record and attachment-upload runs for it once more. Conditional on
+    /// the expense being as read: `false` when it moved on meanwhile.
+    pub async fn requeue_upload(&self, expense: &Expense) -> Result<bool, StoreError> {
+        self.count(1);
+        let now = Utc::now();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(expense_key(expense.company_id, expense.expense_id)))
+            .update_expression("SET updatedAt = :now, sweepSk = :sweepSk ADD uploadRequeues :one")
+            .condition_expression("#status = :synced AND updatedAt = :seen")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", to_attribute(&now))
+            .expression_attribute_values(":seen", to_attribute(&expense.updated_at))
+            .expression_attribute_values(":synced", to_attribute(&Status::Synced))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":sweepSk", s(format!("{}#{}", sweep_time(now), expense.company_id)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo(err)),
+        }
+    }
 }
 
 fn expense_item(expense: &Expense) -> HashMap<String, AttributeValue> {
@@ -160,6 +194,7 @@ fn sweep_partition(status: Status) -> Option<&'static str> {
     match status {
         Status::Approved => Some(SWEEP_APPROVED_EXPENSE),
         Status::Submitting | Status::Uploading => Some(SWEEP_CLAIMED_EXPENSE),
+        Status::Synced => Some(SWEEP_SYNCED_EXPENSE),
         _ => None,
     }
 }

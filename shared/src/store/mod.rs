@@ -3,7 +3,7 @@
 //! | item            | pk             | sk                 | notes                                  |
 //! |-----------------|----------------|--------------------|----------------------------------------|
 //! | expense         | `COMPANY#{c}`  | `EXPENSE#{e}`      | `status` drives the stream triggers;   |
-//! |                 |                |                    | approved/claimed ones are in `sweep`   |
+//! |                 |                |                    | approved/claimed/synced: in `sweep`    |
 //! | dataset (v1)    | `COMPANY#{c}`  | `DATASET#{d}`      | pending ones are in the `sweep` index  |
 //! | sync            | `COMPANY#{c}`  | `SYNC#{s}`         | running ones are in the `sweep` index  |
 //! | sync lock (v1)  | `COMPANY#{c}`  | `LOCK`             | exists while a sync is initiated/runs  |
@@ -43,6 +43,9 @@ const SWEEP_RUNNING_SYNC: &str = "runningSync";
 const SWEEP_APPROVED_EXPENSE: &str = "approvedExpense";
 /// Expenses claimed for a Codat call: a claim that outlives any invocation was abandoned.
 const SWEEP_CLAIMED_EXPENSE: &str = "claimedExpense";
+/// Expenses waiting for their upload: one whose stream record was lost or exhausted its
+/// retries is requeued by the sweep.
+const SWEEP_SYNCED_EXPENSE: &str = "syncedExpense";
 /// DynamoDB's limit on items in one transaction.
 const MAX_TRANSACT_ITEMS: usize = 100;
 
