@@ -1,4 +1,6 @@
-//! `/_sandbox/*`: what tests read and steer.
+//! `/_sandbox/*`: what tests read and steer. A company's connections are set by
+//! `PUT /_sandbox/companies/{companyId}/connections`, routed in `connections.rs`; a reset
+//! clears them with the rest of the state.
 
 use std::sync::Arc;
 

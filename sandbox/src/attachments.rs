@@ -1,5 +1,6 @@
 //! Attachment upload, for expense transactions of either API once their sync completed them
-//! (never for transfers or adjustments).
+//! (never for transfers or adjustments), within what the company's accounting software takes
+//! (current API: `connections::upload_refusal`).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::connections::{upload_refusal, Upload};
 use crate::errors::{company_not_found, error, invalid, item_error, normalize_id, parse_uuid};
 use crate::state::{AttachmentLog, Shared, TxnKind, TxnStatus};
 
@@ -73,6 +75,12 @@ async fn upload_attachment(
             "Transaction {transaction_id} is {kind}: attachments are not supported for Transfer and Adjustment transactions"
         );
         return invalid(vec![item_error(Some(&transaction_id), message)]);
+    }
+    // The company's accounting software decides which files it takes (`connections.rs`).
+    let upload = Upload { file_name: file_name.as_deref(), content_type: content_type.as_deref(), size: bytes.len() };
+    let sync_kind = state.syncs.get(&sync_id).map(|s| s.kind);
+    if let Some(refusal) = upload_refusal(&company, state, sync_kind, &transaction_id, txn, &upload) {
+        return refusal;
     }
     if txn.status != TxnStatus::Completed {
         return invalid(vec![item_error(

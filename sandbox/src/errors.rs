@@ -9,6 +9,12 @@ use uuid::Uuid;
 /// `ErrorMessage` as Codat sends it.
 pub fn error(status: StatusCode, message: &str, validation: Vec<Value>) -> Response {
     let service = if status == StatusCode::UNAUTHORIZED { "PublicApi" } else { "ExpenseSyncApi" };
+    error_from(service, status, message, validation)
+}
+
+/// `ErrorMessage` from a named Codat service (the YAML's examples name `PublicApi`,
+/// `ClientsApi`, ... for the platform's own routes).
+pub fn error_from(service: &str, status: StatusCode, message: &str, validation: Vec<Value>) -> Response {
     let body = json!({
         "statusCode": status.as_u16(),
         "service": service,

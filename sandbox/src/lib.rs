@@ -19,7 +19,14 @@
 //!   `/syncs/lastSuccessful/status`, `/syncs/list/status`, `GET /syncs/{syncId}/transactions`
 //!   (paged) and `/syncs/{syncId}/transactions/{transactionId}`, and
 //!   `POST /syncs/{syncId}/transactions/{transactionId}/attachments` (refused with a 400 for a
-//!   transfer or an adjustment, which take no file).
+//!   transfer or an adjustment, which take no file; for the current API, also when the
+//!   company's linked accounting integration takes no file of that transaction type, size or
+//!   file type, per the YAML's integration table).
+//! - platform (`connections.rs`): `GET /companies/{companyId}/connections` (paged, `query`
+//!   equality/contains clauses, `orderBy`) and `/connections/{connectionId}`; every company
+//!   has one linked Xero accounting connection until the admin route
+//!   `PUT /_sandbox/companies/{companyId}/connections` (`{platformName, status?, sourceType?,
+//!   integrationKey?}` or `{connections: [...]}`) replaces its list.
 //!
 //! Request bodies are validated (`validate.rs` for the current schemas), a transaction id used
 //! before for the company by either API is refused (a transfer's PUT to its own id aside), and
@@ -39,6 +46,7 @@
 
 mod admin;
 mod attachments;
+mod connections;
 mod errors;
 mod exact;
 mod expenses;
@@ -100,6 +108,7 @@ pub fn router(config: Config) -> axum::Router {
         .merge(transfers::routes(shared.clone()))
         .merge(syncs::routes(shared.clone()))
         .merge(attachments::routes(shared.clone()))
+        .merge(connections::routes(shared.clone()))
         .merge(admin::routes(shared.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(middleware::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(shared, middleware::track))

@@ -198,6 +198,9 @@ pub struct Company {
     pub queue: VecDeque<String>,
     /// Whether a worker is draining `queue`.
     pub worker: bool,
+    /// The connections `PUT /_sandbox/companies/{companyId}/connections` set; `None`: the
+    /// default Xero one (`connections.rs`).
+    pub connections: Option<Vec<crate::connections::Connection>>,
     next_seq: u64,
 }
 

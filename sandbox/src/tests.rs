@@ -78,11 +78,24 @@ impl Sandbox {
     }
 
     async fn upload(&self, path: &str) -> (StatusCode, Value) {
+        self.upload_file(path, "receipt.pdf", "application/pdf", b"%PDF-1.4 receipt".to_vec()).await
+    }
+
+    async fn upload_file(
+        &self,
+        path: &str,
+        file_name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let boundary = "sandbox-boundary";
-        let body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"receipt.pdf\"\r\n\
-             Content-Type: application/pdf\r\n\r\n%PDF-1.4 receipt\r\n--{boundary}--\r\n"
-        );
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: {content_type}\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(bytes);
+        body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
         let request = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -1410,4 +1423,287 @@ async fn faults_and_the_call_log_apply_to_transfers_and_adjustments() {
         posts.iter().map(|c| (c["status"].clone(), c["handledStatus"].clone())).collect();
     assert_eq!(outcomes, vec![(json!(503), Value::Null), (json!(500), json!(200)), (json!(400), json!(400))]);
     assert!(posts.iter().all(|c| c["rawBody"].as_str() == Some(adjustment_text.as_str())), "{posts:?}");
+}
+
+fn connections_url(company: &str) -> String {
+    format!("/companies/{company}/connections")
+}
+
+fn admin_connections_url(company: &str) -> String {
+    format!("/_sandbox/companies/{company}/connections")
+}
+
+/// A completed current-API transaction of the company: `(sync, id)`.
+async fn completed(sandbox: &Sandbox, company: &str, path: &str, txn: Value) -> (String, String) {
+    let id = txn["id"].as_str().expect("id").to_string();
+    let (status, body) = sandbox.post(&format!("{}/{path}", base(company)), json!([txn])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sync = sync_id(&body);
+    sandbox.wait_for(company, &sync).await;
+    (sync, id)
+}
+
+fn attachment_url(company: &str, sync: &str, id: &str) -> String {
+    format!("{}/syncs/{sync}/transactions/{id}/attachments", base(company))
+}
+
+fn refusal_message(answer: &Value) -> String {
+    assert_eq!(answer["statusCode"], 400, "{answer}");
+    answer["validation"]["errors"][0]["message"].as_str().expect("message").to_string()
+}
+
+#[tokio::test]
+async fn every_company_has_one_linked_xero_connection_listed_in_pages() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let (status, listing) = sandbox.get(&connections_url(&company)).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert_eq!((listing["pageNumber"].clone(), listing["pageSize"].clone()), (json!(1), json!(100)));
+    assert_eq!(listing["totalResults"], 1);
+    assert!(listing["_links"]["self"]["href"].is_string() && listing["_links"]["current"]["href"].is_string());
+    assert!(listing["_links"].get("next").is_none(), "{listing}");
+    let xero = &listing["results"][0];
+    let text = std::fs::read_to_string(SPEC).expect("read the current spec");
+    let spec: Value = serde_norway::from_str(&text).expect("parse the current spec");
+    let schema = &spec["components"]["schemas"]["Connection"];
+    for field in schema["required"].as_array().expect("required") {
+        assert!(!xero[field.as_str().expect("name")].is_null(), "{field} missing: {xero}");
+    }
+    let known = schema["properties"].as_object().expect("properties");
+    assert!(xero.as_object().expect("object").keys().all(|k| known.contains_key(k)), "{xero}");
+    assert_eq!(
+        (&xero["platformName"], &xero["integrationKey"], &xero["sourceType"], &xero["status"]),
+        (&json!("Xero"), &json!("gbol"), &json!("Accounting"), &json!("Linked"))
+    );
+    let id = xero["id"].as_str().expect("id");
+    assert!(Uuid::parse_str(id).is_ok() && Uuid::parse_str(xero["integrationId"].as_str().expect("id")).is_ok());
+    assert!(xero["linkUrl"].as_str().expect("url").contains(&format!("/companies/{company}/connections/{id}/")));
+    // The same connection every time, and after a reset.
+    sandbox.post("/_sandbox/reset", json!({})).await;
+    assert_eq!(sandbox.get(&connections_url(&company.to_uppercase())).await.1["results"][0]["id"], json!(id));
+
+    // Paging, ordering and querying over several connections.
+    let three = json!({"connections": [
+        {"platformName": "Xero"},
+        {"platformName": "Plaid", "sourceType": "Banking", "integrationKey": "ndxg"},
+        {"platformName": "Basiq", "sourceType": "Banking", "integrationKey": "dfxm", "status": "Deauthorized"},
+    ]});
+    assert_eq!(sandbox.put(&admin_connections_url(&company), three).await.0, StatusCode::OK);
+    let url = connections_url(&company);
+    let (_, first) = sandbox.get(&format!("{url}?page=1&pageSize=2&orderBy=-platformName")).await;
+    assert_eq!(first["totalResults"], 3);
+    let names: Vec<&Value> = first["results"].as_array().expect("results").iter().map(|c| &c["platformName"]).collect();
+    assert_eq!(names, [&json!("Xero"), &json!("Plaid")]);
+    assert!(first["_links"]["next"]["href"].as_str().expect("next").contains("page=2"), "{first}");
+    let (_, second) = sandbox.get(&format!("{url}?page=2&pageSize=2&orderBy=-platformName")).await;
+    assert_eq!(second["results"][0]["platformName"], "Basiq");
+    assert!(second["_links"]["previous"].is_object() && second["_links"].get("next").is_none());
+    let (_, beyond) = sandbox.get(&format!("{url}?page=3&pageSize=2")).await;
+    assert_eq!((beyond["results"].clone(), beyond["totalResults"].clone()), (json!([]), json!(3)));
+    for (query, count) in [
+        ("sourceType%3DBanking", 2),
+        ("sourceType%3Dbanking%26%26status%3DLinked", 1),
+        ("platformName%21%3DXero", 2),
+        ("platformName~as", 1),
+        ("integrationKey%3D%7Bgbol%7D", 1),
+    ] {
+        let (status, body) = sandbox.get(&format!("{url}?query={query}")).await;
+        assert_eq!((status, body["totalResults"].clone()), (StatusCode::OK, json!(count)), "{query}: {body}");
+    }
+    for (bad, expected) in [
+        ("query=tags%3Dx", "Could not resolve property tags on Connection"),
+        ("query=a%3D1%7C%7Cb%3D2", "Malformed query"),
+        ("query=status", "Malformed query"),
+        ("orderBy=colour", "Could not resolve property colour"),
+        ("page=0", "page must be"),
+        ("pageSize=5001", "pageSize must be"),
+    ] {
+        let (status, body) = sandbox.get(&format!("{url}?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.starts_with("Error parsing query - ") && error.contains(expected), "{bad}: {body}");
+    }
+    let (status, body) = sandbox.get(&connections_url("not-a-company")).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::NOT_FOUND, json!("No company was found with that ID")));
+}
+
+#[tokio::test]
+async fn one_connection_by_id_or_codats_404() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let (_, listing) = sandbox.get(&connections_url(&company)).await;
+    let xero = listing["results"][0].clone();
+    let id = xero["id"].as_str().expect("id");
+    let (status, one) = sandbox.get(&format!("{}/{}", connections_url(&company), id.to_uppercase())).await;
+    assert_eq!((status, &one), (StatusCode::OK, &xero));
+    let missing = Uuid::new_v4().to_string();
+    let (status, body) = sandbox.get(&format!("{}/{missing}", connections_url(&company))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (body["statusCode"].clone(), body["error"].clone()),
+        (json!(404), json!(format!("Data connection {missing} not found")))
+    );
+    assert!(body["correlationId"].is_string() && body["canBeRetried"].is_string(), "{body}");
+    let (status, _) = sandbox.get(&format!("{}/{id}", connections_url("nope"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_admin_route_replaces_a_companys_connections_until_a_reset() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let (status, body) =
+        sandbox.put(&admin_connections_url(&company), json!({"platformName": "QuickBooks Online"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let qbo = &body["connections"][0];
+    assert_eq!(
+        (&qbo["integrationKey"], &qbo["status"], &qbo["sourceType"]),
+        (&json!("qhyg"), &json!("Linked"), &json!("Accounting"))
+    );
+    let (_, listing) = sandbox.get(&connections_url(&company)).await;
+    assert_eq!((listing["totalResults"].clone(), &listing["results"][0]), (json!(1), qbo));
+    let (_, one) = sandbox.get(&format!("{}/{}", connections_url(&company), qbo["id"].as_str().expect("id"))).await;
+    assert_eq!(&one, qbo);
+    let (_, other) = sandbox.get(&connections_url(&Uuid::new_v4().to_string())).await;
+    assert_eq!(other["results"][0]["platformName"], "Xero", "other companies keep the default");
+
+    let keys = json!({"connections": [{"platformName": "QuickBooks Desktop", "status": "Unlinked"},
+                                      {"platformName": "NetSuite"}, {"platformName": "Zoho Books", "sourceType": "Other"},
+                                      {"platformName": "FreeAgent", "status": "PendingAuth"},
+                                      {"platformName": "Dynamics 365 Business Central", "status": "Unlinked"},
+                                      {"platformName": "Sage Anything", "status": "Unlinked"}]});
+    let (status, body) = sandbox.put(&admin_connections_url(&company), keys).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: Vec<&str> = body["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["integrationKey"].as_str().expect("key"))
+        .collect();
+    assert_eq!(keys[..5], ["pqsw", "akxx", "rwuv", "fbrh", "trji"]);
+    assert!(keys[5].len() == 4 && keys[5].bytes().all(|b| b.is_ascii_lowercase()), "{keys:?}");
+    assert!(body["connections"][0]["lastSync"].is_null() && body["connections"][1]["lastSync"].is_string());
+
+    for bad in [
+        json!({"platformName": "Xero", "status": "Connected"}),
+        json!({"platformName": "Xero", "sourceType": "Ledger"}),
+        json!({"platformName": "Xero", "integrationKey": "GBOL"}),
+        json!({"platformName": ""}),
+        json!({"platform": "Xero"}),
+        json!({"connections": [{"platformName": "Xero"}, {"platformName": "QuickBooks Online"}]}),
+    ] {
+        let (status, body) = sandbox.put(&admin_connections_url(&company), bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    assert_eq!(sandbox.get(&connections_url(&company)).await.1["totalResults"], 6, "a refused PUT changes nothing");
+    sandbox.post("/_sandbox/reset", json!({})).await;
+    assert_eq!(sandbox.get(&connections_url(&company)).await.1["results"][0]["platformName"], "Xero");
+}
+
+#[tokio::test]
+async fn quickbooks_desktop_takes_no_attachment() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let (sync, id) = completed(&sandbox, &company, "expense-transactions", expense(&Uuid::new_v4().to_string())).await;
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "QuickBooks Desktop"})).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "The request made is not valid.");
+    assert_eq!(answer["validation"]["errors"][0]["itemId"], json!(id));
+    assert!(refusal_message(&answer).contains("QuickBooks Desktop does not support attachment upload"), "{answer}");
+
+    // No linked accounting connection: nowhere to put the file.
+    let unlinked = json!({"connections": [{"platformName": "Xero", "status": "Unlinked"},
+                                          {"platformName": "Plaid", "sourceType": "Banking"}]});
+    sandbox.put(&admin_connections_url(&company), unlinked).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refusal_message(&answer).contains("no linked accounting connection"), "{answer}");
+    assert_eq!(sandbox.stats(&company).await["attachments"], 0);
+}
+
+#[tokio::test]
+async fn quickbooks_online_takes_files_for_some_transaction_types_only() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "QuickBooks Online"})).await;
+    let mut reward = expense(&Uuid::new_v4().to_string());
+    reward["type"] = json!("Reward");
+    let (sync, id) = completed(&sandbox, &company, "expense-transactions", reward).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = refusal_message(&answer);
+    assert!(
+        message.contains("QuickBooks Online does not support attachments for expense-transactions.Reward"),
+        "{message}"
+    );
+
+    let (sync, id) = completed(&sandbox, &company, "expense-transactions", expense(&Uuid::new_v4().to_string())).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::OK, "a Payment: {answer}");
+    let reimbursable = json!({"id": Uuid::new_v4(), "contactRef": {"id": "752"}, "issueDate": "2024-05-21",
+                              "dueDate": "2024-05-21", "currency": "GBP", "lines": [{"netAmount": 1}]});
+    let (sync, id) = completed(&sandbox, &company, "reimbursable-expense-transactions", reimbursable).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::OK, "a reimbursable: {answer}");
+    assert_eq!(sandbox.stats(&company).await["attachments"], 2);
+
+    // NetSuite takes no file for a reimbursable expense.
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "Oracle NetSuite"})).await;
+    let (status, answer) = sandbox.upload(&attachment_url(&company, &sync, &id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refusal_message(&answer).contains("for reimbursable-expense-transactions"), "{answer}");
+}
+
+#[tokio::test]
+async fn each_integration_has_its_size_and_file_type_limits() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let (sync, id) = completed(&sandbox, &company, "expense-transactions", expense(&Uuid::new_v4().to_string())).await;
+    let url = attachment_url(&company, &sync, &id);
+    const MIB: usize = 1024 * 1024;
+    // Xero (the default): 3 MB, what intake allows a receipt, is taken; a byte more is not.
+    let (status, answer) = sandbox.upload_file(&url, "big.png", "image/png", vec![0; 3 * MIB]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = sandbox.upload_file(&url, "big.png", "image/png", vec![0; 3 * MIB + 1]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refusal_message(&answer).contains("Xero takes attachments of at most 3 MB"), "{answer}");
+    for (name, content_type) in [("receipt.jpg", "image/jpeg"), ("receipt", "image/gif"), ("notes.txt", "text/plain")] {
+        let (status, answer) = sandbox.upload_file(&url, name, content_type, b"x".to_vec()).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+    }
+    let (status, answer) = sandbox.upload_file(&url, "receipt.webp", "image/webp", b"RIFF".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refusal_message(&answer).contains("Xero does not support the file type of receipt.webp"), "{answer}");
+
+    // Zoho Books: 5 MB, and no WebP either; FreeAgent's X-PDF is a PDF.
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "Zoho Books"})).await;
+    assert_eq!(sandbox.upload_file(&url, "big.pdf", "application/pdf", vec![0; 5 * MIB]).await.0, StatusCode::OK);
+    let (status, answer) = sandbox.upload_file(&url, "big.pdf", "application/pdf", vec![0; 5 * MIB + 1]).await;
+    assert!(status == StatusCode::BAD_REQUEST && refusal_message(&answer).contains("at most 5 MB"), "{answer}");
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "FreeAgent"})).await;
+    assert_eq!(sandbox.upload(&url).await.0, StatusCode::OK);
+    let (status, _) = sandbox.upload_file(&url, "sheet.csv", "text/csv", b"a,b".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn v1_uploads_keep_their_rules_the_v1_spec_has_no_integration_table() {
+    let sandbox = Sandbox::new(10);
+    let company = company();
+    let id = Uuid::new_v4().to_string();
+    let mut item = expense(&id);
+    item["contactRef"] = json!({"id": "430"});
+    item.as_object_mut().expect("object").remove("bankAccountRef");
+    let (_, body) =
+        sandbox.post(&format!("{}/data/expense-transactions", base(&company)), json!({"items": [item]})).await;
+    let (_, body) =
+        sandbox.post(&format!("{}/syncs", base(&company)), json!({"datasetIds": [body["datasetId"]]})).await;
+    let sync = sync_id(&body);
+    sandbox.wait_for(&company, &sync).await;
+    let url = attachment_url(&company, &sync, &id);
+    let (status, answer) = sandbox.upload_file(&url, "big.png", "image/png", vec![0; 4 * 1024 * 1024]).await;
+    assert_eq!(status, StatusCode::OK, "intake's 4 MB v1 receipt, on Xero: {answer}");
+    sandbox.put(&admin_connections_url(&company), json!({"platformName": "QuickBooks Desktop"})).await;
+    assert_eq!(sandbox.upload(&url).await.0, StatusCode::OK);
 }
