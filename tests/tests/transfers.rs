@@ -259,3 +259,55 @@ async fn bad_transfers_and_adjustments_are_refused_naming_the_field_and_nothing_
     }
     assert!(stack.codat_calls(&company).await.is_empty());
 }
+
+/// The card samples as `types`, in order, plus the reimbursable sample.
+fn typed_expenses(stack: &Stack, types: &[&str]) -> Approval {
+    let mut approval = stack.sample_approval();
+    for (expense, kind) in approval.body["expenses"].as_array_mut().unwrap().iter_mut().zip(types) {
+        expense["type"] = json!(kind);
+    }
+    approval
+}
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn expenses_the_companys_software_takes_no_file_for_end_without_one_and_no_upload_is_tried() {
+    let stack = Stack::from_env();
+    if stack.api() == Api::V1 {
+        return; // v1's upload endpoint has no integration table.
+    }
+    // QuickBooks Online takes files for Payment, Refund and reimbursable expenses only.
+    let online = typed_expenses(&stack, &["Payment", "Reward", "Chargeback"]);
+    stack.link_accounting(&online.company, "QuickBooks Online").await;
+    // QuickBooks Desktop takes none.
+    let desktop = typed_expenses(&stack, &["Payment", "Refund", "Reward"]);
+    stack.link_accounting(&desktop.company, "QuickBooks Desktop").await;
+    for approval in [&online, &desktop] {
+        let (status, answer) = stack.approve(&approval.company, &approval.body).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    let views = stack.settle(&online.company, &online.ids(), SETTLE).await;
+    let [payment, reward, chargeback, reimbursable] = &online.ids()[..] else { panic!("four expenses") };
+    assert_eq!(status_of(&views, payment), "uploaded");
+    assert_eq!(status_of(&views, reimbursable), "uploaded");
+    for id in [reward, chargeback] {
+        let view = views.iter().find(|v| v["expenseId"] == id.as_str()).unwrap();
+        assert_eq!(view["status"], RECORDED, "{view}");
+        let note = view["note"].as_str().unwrap_or_default();
+        assert!(note.contains("QuickBooks Online") && note.contains(view["type"].as_str().unwrap()), "{view}");
+        assert!(view["attachmentId"].is_null() && view["failure"].is_null(), "{view}");
+    }
+    let calls = stack.codat_calls(&online.company).await;
+    let tried: Vec<&str> = calls.iter().filter(|c| c.path.ends_with("/attachments")).map(|c| c.path.as_str()).collect();
+    assert_eq!(tried.len(), 2, "uploads only for the two types QuickBooks Online takes files for: {tried:#?}");
+    assert!(tried.iter().all(|path| path.contains(payment.as_str()) || path.contains(reimbursable.as_str())));
+    let reads = calls.iter().filter(|c| c.path.ends_with("/connections")).count();
+    assert!((1..online.ids().len()).contains(&reads), "connections read {reads} times for 4 expenses");
+
+    let views = stack.settle(&desktop.company, &desktop.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == RECORDED), "{views:#?}");
+    let calls = stack.codat_calls(&desktop.company).await;
+    assert!(!calls.iter().any(|c| c.path.ends_with("/attachments")), "QuickBooks Desktop: no upload tried");
+    assert_eq!(created_items(&calls).len(), desktop.ids().len(), "each still created once");
+}

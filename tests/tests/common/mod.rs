@@ -249,6 +249,14 @@ impl Stack {
         assert!(response.status().is_success());
     }
 
+    /// Links the company to `platform` (a connection's `platformName`) as its only accounting
+    /// software, in place of the sandbox's default Xero.
+    pub async fn link_accounting(&self, company: &str, platform: &str) {
+        let url = format!("{}/_sandbox/companies/{company}/connections", self.sandbox);
+        let response = self.http.put(url).json(&json!({"platformName": platform})).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    }
+
     pub async fn drop_webhooks(&self, company: &str, count: u32) {
         let body = json!({"companyId": company, "count": count});
         let url = format!("{}/_sandbox/drop-webhooks", self.sandbox);
