@@ -138,6 +138,7 @@ def function_env(template, sweep_poll_after, codat_api):
         "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
         "SWEEP_REPORT_GRACE_SECONDS": str(sweep_poll_after * 3),
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        "METRICS_NAMESPACE": "expense-sync-local",
     }
     # Every variable the template sets must have a local value (or a local stand-in:
     # secrets come straight from the environment instead of Secrets Manager).

@@ -7,6 +7,7 @@
 //! * [`webhook`] (feature `webhooks`): signature checks and payload parsing for Codat webhooks.
 //! * [`flows`]: the steps of the sync process, each wiring the pieces above together.
 
+pub mod alert;
 pub mod codat;
 pub mod domain;
 #[cfg(feature = "http-edge")]

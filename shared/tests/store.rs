@@ -126,6 +126,16 @@ async fn the_sync_lock_admits_one_holder_until_released_or_expired() {
     assert!(store.acquire_lock(company, first, Duration::seconds(-1)).await.unwrap());
     assert!(store.acquire_lock(company, second, Duration::minutes(5)).await.unwrap());
     assert_eq!(store.get_lock(company).await.unwrap().unwrap().holder, LockHolder::Initiation(second));
+    // An initiation that lost Codat's answer shortens its lease; whoever takes over is told
+    // whose lock it replaced, so it looks for that initiation's sync before posting again.
+    let third = Uuid::new_v4();
+    assert!(store.take_lock(company, third, Duration::minutes(5)).await.unwrap().is_none(), "still held");
+    let soon = chrono::Utc::now() - Duration::seconds(1);
+    assert!(store.shorten_lock(company, LockHolder::Initiation(second), soon).await.unwrap());
+    let replaced = store.take_lock(company, third, Duration::minutes(5)).await.unwrap().expect("taken");
+    assert_eq!(replaced.map(|lock| lock.holder), Some(LockHolder::Initiation(second)));
+    store.release_lock(company, LockHolder::Initiation(third)).await.unwrap();
+    assert_eq!(store.take_lock(company, first, Duration::minutes(5)).await.unwrap(), Some(None), "nothing replaced");
 }
 
 #[tokio::test]

@@ -127,6 +127,11 @@ fn answer(company: CompanyId, approved: &Approved) -> Response<String> {
         )
     } else if at_submission(Status::Failed) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("Codat refused some expenses; see each expense's failure"))
+    } else if expenses.iter().any(|e| e.status == Status::Approved && e.failure.is_some()) {
+        (
+            StatusCode::BAD_GATEWAY,
+            Some("Codat refused access (see each expense's failure): check the API key, its permissions and the company; the expenses are saved and sent by the sweep once that is fixed"),
+        )
     } else if approved.deferred > 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,

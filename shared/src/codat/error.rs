@@ -14,6 +14,13 @@ pub enum CodatError {
 }
 
 impl CodatError {
+    /// A refusal that says the account or its configuration is wrong (a revoked or rotated key,
+    /// a key without access, billing, a company unknown to this Codat instance), not the
+    /// request: Codat did nothing, and the same request succeeds once a person fixes it.
+    pub fn is_access_refusal(&self) -> bool {
+        matches!(self, CodatError::Rejected { status: 401..=404, .. })
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             CodatError::Rejected { status, .. } => Some(*status),

@@ -148,8 +148,10 @@ impl Transaction {
                 "Codat synced it as a {:?} transaction; receipts can only be attached to expense transactions",
                 self.integration_type
             )),
-            TransactionStatus::Pending | TransactionStatus::Unknown => None,
-            TransactionStatus::ValidationError | TransactionStatus::PushError | TransactionStatus::Other(_) => {
+            // Not a final word: a status the YAML does not list may yet turn into one, and a sync
+            // whose transactions never get one is closed by the sweep after its grace period.
+            TransactionStatus::Pending | TransactionStatus::Unknown | TransactionStatus::Other(_) => None,
+            TransactionStatus::ValidationError | TransactionStatus::PushError => {
                 failed(self.message.clone().unwrap_or_else(|| format!("Codat reported {}", status.as_str())))
             }
         }
@@ -270,6 +272,8 @@ mod tests {
         let Some(Event::TransactionFailed(failure)) = reported("ValidationError", None).event(true) else { panic!() };
         assert_eq!(failure.codat_status.as_deref(), Some("ValidationError"));
         assert!(failure.reason.contains("line item total"));
-        assert!(matches!(reported("SomethingNew", None).event(true), Some(Event::TransactionFailed(_))));
+        // A status the YAML does not list is no final word: the sync stays open.
+        assert_eq!(reported("SomethingNew", None).event(true), None);
+        assert!(matches!(reported("PushError", None).event(true), Some(Event::TransactionFailed(_))));
     }
 }

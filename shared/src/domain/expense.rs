@@ -269,6 +269,9 @@ pub enum Event {
     SubmissionStarted,
     /// The post provably never reached Codat: try again later.
     SubmissionAbandoned,
+    /// Codat refused access (the key, the company, billing): nothing was created, and the
+    /// sweep submits it again once that is fixed. The failure says why it waits.
+    SubmissionBlocked(Failure),
     DatasetCreated {
         dataset_id: DatasetId,
     },
@@ -298,6 +301,8 @@ pub enum Event {
     TransactionUnreported(Failure),
     UploadStarted,
     UploadAbandoned,
+    /// Codat refused access to upload: nothing was attached, and the sweep requeues the upload.
+    UploadBlocked(Failure),
     ReceiptUploaded {
         attachment_id: String,
     },
@@ -306,12 +311,29 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether the event is progress that makes an earlier attempt's failure (a blocked or
+    /// abandoned one) history.
+    pub fn clears_failure(&self) -> bool {
+        matches!(
+            self,
+            Event::SubmissionAbandoned
+                | Event::UploadAbandoned
+                | Event::DatasetCreated { .. }
+                | Event::SyncCreated { .. }
+                | Event::SyncStarted { .. }
+                | Event::TransactionCompleted
+                | Event::TransactionRecorded
+                | Event::AttachmentNotTaken { .. }
+                | Event::ReceiptUploaded { .. }
+        )
+    }
+
     /// The status this event leads to, and the status it must start from.
     fn edge(&self) -> (Status, Status) {
         use Status::*;
         match self {
             Event::SubmissionStarted => (Approved, Submitting),
-            Event::SubmissionAbandoned => (Submitting, Approved),
+            Event::SubmissionAbandoned | Event::SubmissionBlocked(_) => (Submitting, Approved),
             Event::DatasetCreated { .. } => (Submitting, Submitted),
             Event::SyncCreated { .. } => (Submitting, Syncing),
             Event::SubmissionRejected(_) => (Submitting, Failed),
@@ -324,7 +346,7 @@ impl Event {
             Event::TransactionUnreported(_) => (Syncing, Unconfirmed),
             Event::AttachmentNotTaken { .. } => (Synced, RecordedWithoutAttachment),
             Event::UploadStarted => (Synced, Uploading),
-            Event::UploadAbandoned => (Uploading, Synced),
+            Event::UploadAbandoned | Event::UploadBlocked(_) => (Uploading, Synced),
             Event::ReceiptUploaded { .. } => (Uploading, Uploaded),
             Event::UploadRejected(_) => (Uploading, UploadFailed),
             Event::UploadUnconfirmed(_) => (Uploading, Unconfirmed),
@@ -372,12 +394,17 @@ impl Expense {
         debug_assert_eq!(self.status, transition.from);
         self.status = transition.to;
         self.updated_at = now;
+        if transition.event.clears_failure() {
+            self.failure = None;
+        }
         match &transition.event {
             Event::DatasetCreated { dataset_id } => self.dataset_id = Some(*dataset_id),
             Event::SyncStarted { sync_id } | Event::SyncCreated { sync_id } => self.sync_id = Some(*sync_id),
             Event::ReceiptUploaded { attachment_id } => self.attachment_id = Some(attachment_id.clone()),
             Event::AttachmentNotTaken { reason } => self.note = Some(reason.clone()),
             Event::SubmissionRejected(f)
+            | Event::SubmissionBlocked(f)
+            | Event::UploadBlocked(f)
             | Event::SubmissionUnconfirmed(f)
             | Event::SyncRejected(f)
             | Event::TransactionFailed(f)
@@ -402,8 +429,59 @@ mod tests {
         Failure::new(Stage::Sync, "line totals do not match")
     }
 
+    fn sample_expense() -> Expense {
+        let entry: Entry = serde_json::from_value(serde_json::json!({"id": "0b8f5c9e-3d41-4c8e-9a57-2f6d1e4b7a01",
+            "type": "Payment", "issueDate": "2024-05-21T00:00:00Z", "currency": "GBP", "lines": [{"netAmount": "5"}]}))
+        .unwrap();
+        let now = Utc::now();
+        Expense {
+            company_id: "8a210b68-6988-11ed-a1eb-0242ac120002".parse().unwrap(),
+            expense_id: entry.id(),
+            status: Status::Approved,
+            api: CodatApi::Expenses,
+            entry,
+            receipt: None,
+            fingerprint: String::new(),
+            dataset_id: None,
+            sync_id: None,
+            attachment_id: None,
+            failure: None,
+            note: None,
+            approved_at: now,
+            updated_at: now,
+        }
+    }
+
     fn walk(events: Vec<Event>) -> Status {
         events.into_iter().fold(Status::Approved, |status, event| transition(status, event).unwrap().to)
+    }
+
+    #[test]
+    fn a_refused_access_leaves_the_expense_retryable_with_its_reason_until_it_goes_through() {
+        let blocked = Failure::new(Stage::Submission, "Unauthorized");
+        let mut expense = sample_expense();
+        for (event, status) in [
+            (Event::SubmissionStarted, Status::Submitting),
+            (Event::SubmissionBlocked(blocked.clone()), Status::Approved),
+        ] {
+            let t = expense.transition(event).unwrap();
+            expense.apply(&t, Utc::now());
+            assert_eq!(expense.status, status);
+        }
+        assert!(!expense.status.is_final());
+        assert_eq!(expense.failure.as_ref(), Some(&blocked), "the user sees why it waits");
+        for event in [Event::SubmissionStarted, Event::SyncCreated { sync_id: SyncId::random() }] {
+            let t = expense.transition(event).unwrap();
+            expense.apply(&t, Utc::now());
+        }
+        assert_eq!((expense.status, expense.failure.as_ref()), (Status::Syncing, None));
+        let upload_blocked = Failure::new(Stage::Upload, "Forbidden");
+        for event in [Event::TransactionCompleted, Event::UploadStarted, Event::UploadBlocked(upload_blocked)] {
+            let t = expense.transition(event).unwrap();
+            expense.apply(&t, Utc::now());
+        }
+        assert_eq!(expense.status, Status::Synced, "an upload refused access waits for the sweep's requeue");
+        assert!(expense.failure.is_some());
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Sync initiation (v1 only): one sync per company at a time, batching every pending dataset.
 //! On the current API the create itself starts the sync, so nothing here runs for it.
+//!
+//! An initiation whose answer was lost, or whose invocation died, may have started a sync:
+//! Codat's sync lists (`syncs/latest|list/status`, the same paths as on the current API) and
+//! their transactions tell. Found, it is adopted; the same datasets are never posted twice
+//! unless those lists show no sync holding them.
 
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
+use super::resolve::find_created_sync;
 use super::{apply_once, failure_from, FlowError};
 use crate::codat::{CodatClient, CodatError};
 use crate::domain::{CodatApi, CompanyId, DatasetId, Event, ExpenseId, LockHolder, Stage, Sync, SyncId, SyncState};
@@ -16,6 +22,9 @@ pub const INITIATION_LEASE: Duration = Duration::minutes(15);
 pub const SYNC_LEASE: Duration = Duration::hours(24);
 /// Datasets per sync: what one DynamoDB transaction can move together with the sync and lock.
 const MAX_DATASETS_PER_SYNC: usize = 98;
+/// After a lost answer Codat's lists did not (yet) show a sync: how long the lock is kept
+/// before the next initiation looks again (and, if still none, posts).
+const LOST_ANSWER_PATIENCE: Duration = Duration::minutes(2);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Initiated {
@@ -29,7 +38,12 @@ pub enum Initiated {
     Rejected {
         reason: String,
     },
-    /// Codat's answer was lost: the lock stays until its lease ends, then the sweep retries.
+    /// Codat refused access (key, company, account): the datasets stay pending.
+    Blocked {
+        reason: String,
+    },
+    /// Codat's answer was lost and its lists do not show the sync yet: the lock is kept a
+    /// little while, then the next initiation looks again before posting.
     Unconfirmed {
         reason: String,
     },
@@ -37,9 +51,9 @@ pub enum Initiated {
 
 pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyId) -> Result<Initiated, FlowError> {
     let token = Uuid::new_v4();
-    if !store.acquire_lock(company, token, INITIATION_LEASE).await? {
+    let Some(previous) = store.take_lock(company, token, INITIATION_LEASE).await? else {
         return Ok(Initiated::Busy);
-    }
+    };
     let holder = LockHolder::Initiation(token);
     let mut pending = store.pending_datasets(company).await?;
     pending.truncate(MAX_DATASETS_PER_SYNC);
@@ -47,10 +61,50 @@ pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyI
         store.release_lock(company, holder).await?;
         return Ok(Initiated::NothingPending);
     }
+    let all_expenses: Vec<ExpenseId> = pending.iter().flat_map(|d| d.expense_ids.iter().copied()).collect();
+
+    // A lock left by an initiation means its answer was lost or it died mid-call: look before
+    // posting the same datasets again.
+    let earlier = previous.filter(|lock| matches!(lock.holder, LockHolder::Initiation(_))).map(|lock| lock.acquired_at);
+    let found = match earlier {
+        Some(since) => match find_created_sync(codat, company, &all_expenses, since).await {
+            Ok(found) => found,
+            Err(err) => {
+                store.release_lock(company, holder).await?;
+                return Err(FlowError::Retry(format!("cannot tell whether an earlier initiation took effect: {err}")));
+            }
+        },
+        None => None,
+    };
+    // An adopted sync holds the datasets that were pending then; any pending since wait for
+    // the next initiation.
+    if let Some((_, held)) = &found {
+        pending.retain(|d| d.expense_ids.iter().any(|id| held.contains(id)));
+    }
     let dataset_ids: Vec<DatasetId> = pending.iter().map(|d| d.dataset_id).collect();
     let expense_ids: Vec<ExpenseId> = pending.iter().flat_map(|d| d.expense_ids.iter().copied()).collect();
+    let sent_at = Utc::now();
+    let answer = match found {
+        Some((sync_id, _)) => {
+            tracing::info!(%sync_id, "an earlier initiation's sync found in Codat's lists; adopting it");
+            Ok(sync_id)
+        }
+        None => codat.v1().initiate_sync(company, &dataset_ids).await,
+    };
+    let answer = match answer {
+        Err(CodatError::Unavailable { maybe_applied: true, detail }) => {
+            match find_created_sync(codat, company, &expense_ids, sent_at).await {
+                Ok(Some((sync_id, _))) => {
+                    tracing::info!(%sync_id, %detail, "initiate answer lost; its sync found in Codat's lists");
+                    Ok(sync_id)
+                }
+                _ => Err(CodatError::Unavailable { maybe_applied: true, detail }),
+            }
+        }
+        other => other,
+    };
 
-    match codat.v1().initiate_sync(company, &dataset_ids).await {
+    match answer {
         Ok(sync_id) => {
             tracing::info!(%sync_id, datasets = dataset_ids.len(), expenses = expense_ids.len(), "sync initiated");
             let sync = Sync {
@@ -72,6 +126,12 @@ pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyI
             }
             Ok(Initiated::Started { sync_id, datasets: sync.dataset_ids.len() })
         }
+        Err(err) if err.is_access_refusal() => {
+            // Nothing was synced: the datasets stay pending for the sweep's next initiation.
+            crate::alert::codat_access_refused("syncInitiation", &err, expense_ids.len());
+            store.release_lock(company, holder).await?;
+            Ok(Initiated::Blocked { reason: failure_from(Stage::SyncInitiation, &err).reason })
+        }
         Err(err @ CodatError::Rejected { .. }) => {
             let failure = failure_from(Stage::SyncInitiation, &err);
             tracing::warn!(error = %err, "Codat refused to sync the datasets");
@@ -89,7 +149,9 @@ pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyI
             Err(FlowError::Retry(format!("Codat unavailable: {detail}")))
         }
         Err(CodatError::Unavailable { maybe_applied: true, detail }) => {
-            tracing::error!(%detail, "initiate sync answer lost; lock kept until its lease ends");
+            // Codat's lists do not show a sync for them yet: the next initiation looks again.
+            tracing::warn!(%detail, "initiate sync answer lost and no sync found yet; looking again shortly");
+            store.shorten_lock(company, holder, Utc::now() + LOST_ANSWER_PATIENCE).await?;
             Ok(Initiated::Unconfirmed { reason: detail })
         }
     }

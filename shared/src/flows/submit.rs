@@ -105,6 +105,11 @@ async fn submit_chunk(
             tracing::info!(%sync_id, expenses = claimed.len(), "transactions created; Codat queued their sync");
             record_created_sync(store, company, sync_id, &claimed).await?;
         }
+        Err(err) if err.is_access_refusal() => {
+            crate::alert::codat_access_refused("submission", &err, claimed.len());
+            let blocked = Event::SubmissionBlocked(failure_from(Stage::Submission, &err));
+            store.apply_all(&moves(&claimed, blocked)).await?;
+        }
         Err(err @ CodatError::Rejected { .. }) => {
             tracing::warn!(error = %err, expenses = claimed.len(), "Codat refused the transactions");
             store.apply_all(&moves(&claimed, Event::SubmissionRejected(failure_from(Stage::Submission, &err)))).await?;

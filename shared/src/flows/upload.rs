@@ -25,6 +25,10 @@ pub enum Uploaded {
     Rejected {
         reason: String,
     },
+    /// Codat refused access: left `synced` with the reason, for the sweep to requeue.
+    Blocked {
+        reason: String,
+    },
     Unconfirmed {
         reason: String,
     },
@@ -140,6 +144,12 @@ pub async fn upload_receipt(
             apply_once(store, &mut expense, Event::ReceiptUploaded { attachment_id: attachment_id.clone() }).await?;
             tracing::info!(%attachment_id, "receipt uploaded");
             Ok(Uploaded::Done { attachment_id })
+        }
+        Err(err) if err.is_access_refusal() => {
+            crate::alert::codat_access_refused("upload", &err, 1);
+            let failure = failure_from(Stage::Upload, &err);
+            apply_once(store, &mut expense, Event::UploadBlocked(failure.clone())).await?;
+            Ok(Uploaded::Blocked { reason: failure.reason })
         }
         Err(err @ CodatError::Rejected { .. }) => {
             let failure = failure_from(Stage::Upload, &err);

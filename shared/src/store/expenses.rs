@@ -254,6 +254,8 @@ pub(super) fn expense_update(
             values.insert(":note".into(), s(reason.clone()));
         }
         Event::SubmissionRejected(failure)
+        | Event::SubmissionBlocked(failure)
+        | Event::UploadBlocked(failure)
         | Event::SubmissionUnconfirmed(failure)
         | Event::SyncRejected(failure)
         | Event::TransactionFailed(failure)
@@ -263,8 +265,10 @@ pub(super) fn expense_update(
             set.push("failure = :failure");
             values.insert(":failure".into(), to_attribute(failure));
         }
-        Event::SubmissionAbandoned | Event::UploadAbandoned => remove.push("failure"),
-        Event::SubmissionStarted | Event::TransactionCompleted | Event::TransactionRecorded | Event::UploadStarted => {}
+        _ => {}
+    }
+    if transition.event.clears_failure() {
+        remove.push("failure");
     }
     match sweep_partition(transition.to) {
         Some(partition) => {
