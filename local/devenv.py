@@ -137,6 +137,7 @@ def function_env(template, sweep_poll_after, codat_api):
         "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
         "SWEEP_REPORT_GRACE_SECONDS": str(sweep_poll_after * 3),
+        "SWEEP_SYNC_DEADLINE_SECONDS": str(sweep_poll_after * 20),
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
         "METRICS_NAMESPACE": "expense-sync-local",
     }

@@ -256,15 +256,36 @@ async fn claims_older_than_any_invocation_are_settled_and_fresh_ones_stay() {
         .await
         .unwrap();
 
+    // A sync Codat never says is finished (here: it cannot be asked, it does not know the id).
+    let two_days_ago = Utc::now() - Duration::days(2);
+    let stuck = expense_at(company, Status::Submitting, two_days_ago);
+    let never_finished = expense_sync::domain::Sync {
+        company_id: company,
+        sync_id: SyncId::random(),
+        api: CodatApi::Expenses,
+        dataset_ids: Vec::new(),
+        expense_ids: vec![stuck.expense_id],
+        state: SyncState::Running,
+        started_at: two_days_ago,
+        finished_at: None,
+    };
+    // An expense whose upload's stream record was lost two days ago.
+    let forgotten = expense_at(company, Status::Synced, two_days_ago);
+    store.insert_expenses(&[stuck.clone(), forgotten.clone()]).await.unwrap();
+    let created = stuck.transition(Event::SyncCreated { sync_id: never_finished.sync_id }).unwrap();
+    store.record_created_sync(&never_finished, &[(&stuck, created)]).await.unwrap();
+
     // Approved expenses are left to the scheduled sweep (a day's grace); claims expire after 30 min.
     let patience = expense_sync::flows::sweep::Patience {
         poll_after: Duration::days(1),
         claim_timeout: Duration::minutes(30),
         report_grace: Duration::days(1),
+        sync_deadline: Duration::hours(30),
     };
     let report = expense_sync::flows::sweep::sweep(&store, &codat, patience).await.unwrap();
     assert!(report.claims_expired >= 3, "{report:?}");
     assert_eq!(report.creates_resolved, 1, "{report:?}");
+    assert!(report.uploads_requeued >= 1 && report.syncs_finished >= 1, "{report:?}");
 
     let status = |e: &Expense| {
         let store = &store;
@@ -283,4 +304,15 @@ async fn claims_older_than_any_invocation_are_settled_and_fresh_ones_stay() {
     assert_eq!(taken.status, Status::Syncing);
     let never_sent = status(&never_sent).await;
     assert_eq!((never_sent.status, never_sent.failure), (Status::Approved, None), "submitted again by the sweep");
+    // The overdue sync is closed and says why; its company is free again.
+    let stuck = status(&stuck).await;
+    assert_eq!(stuck.status, Status::Unconfirmed);
+    let reason = stuck.failure.unwrap().reason;
+    assert!(reason.contains("did not finish this sync within 30 hours"), "{reason}");
+    let closed = store.get_sync(company, never_finished.sync_id).await.unwrap().unwrap();
+    assert_eq!(closed.state, SyncState::Finished);
+    // The forgotten upload is requeued: rewritten (a new stream record), still synced.
+    let requeued = status(&forgotten).await;
+    assert_eq!(requeued.status, Status::Synced);
+    assert!(requeued.updated_at > forgotten.updated_at);
 }

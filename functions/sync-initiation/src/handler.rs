@@ -5,7 +5,7 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::CompanyId;
 use expense_sync::flows::initiate::initiate_sync;
-use expense_sync::flows::sweep::{sweep, Patience, POLL_AFTER, REPORT_GRACE};
+use expense_sync::flows::sweep::{sweep, Patience, POLL_AFTER, REPORT_GRACE, SYNC_DEADLINE};
 use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
 use expense_sync::telemetry::{metered, Usage};
@@ -32,6 +32,7 @@ impl Services {
             patience: Patience {
                 poll_after: seconds_from_env("SWEEP_POLL_AFTER_SECONDS")?.unwrap_or(POLL_AFTER),
                 report_grace: seconds_from_env("SWEEP_REPORT_GRACE_SECONDS")?.unwrap_or(REPORT_GRACE),
+                sync_deadline: seconds_from_env("SWEEP_SYNC_DEADLINE_SECONDS")?.unwrap_or(SYNC_DEADLINE),
                 ..Patience::default()
             },
         })

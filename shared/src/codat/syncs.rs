@@ -21,6 +21,18 @@ pub struct CompanySyncStatus {
 }
 
 impl CompanySyncStatus {
+    /// What Codat said went wrong, when the sync failed (a 3xxx-or-above code, or an error).
+    pub fn failure_text(&self) -> Option<String> {
+        let said = self.error_message.as_deref().or(self.sync_exception_message.as_deref()).filter(|t| !t.is_empty());
+        match (self.sync_status_code >= 3000, said) {
+            (_, Some(text)) => Some(format!("{}: {text}", self.sync_status_code)),
+            (true, None) => {
+                Some(format!("{} {}", self.sync_status_code, self.sync_status.as_deref().unwrap_or("failed")))
+            }
+            (false, None) => None,
+        }
+    }
+
     /// Whether Codat has finished with the sync, successfully or not. Codat's codes are
     /// 2xxx for success and 3xxx and above for failures; lower codes mean queued or running.
     pub fn is_finished(&self) -> bool {

@@ -29,18 +29,32 @@ pub async fn record_sync_outcome(
     company: CompanyId,
     sync_id: SyncId,
 ) -> Result<Recorded, FlowError> {
-    record(store, codat, company, sync_id, false).await
+    record(store, codat, company, sync_id, Closing::No).await
 }
 
-/// Like [`record_sync_outcome`], for a sync Codat finished long ago: expenses Codat still has
-/// not reported become `unconfirmed`, so the sync can finish and release the company's lock.
+/// How a sync that may never report everything is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// Record what Codat reports; keep the sync open while anything lacks a final status.
+    No,
+    /// Codat finished the sync long ago: what it still has not reported becomes `unconfirmed`
+    /// (`sync_error`: the sync's own error, if it failed).
+    Unreported { sync_error: Option<String> },
+    /// Codat never said the sync finished, or could not be read about it, before the absolute
+    /// deadline: it is closed on whatever can be read, the rest `unconfirmed` with `reason`.
+    Deadline { reason: String },
+}
+
+/// Closes a sync that will not report everything (see [`Closing`]), so it can finish and, on
+/// v1, release the company's lock.
 pub async fn close_sync(
     store: &Store,
     codat: &CodatClient,
     company: CompanyId,
     sync_id: SyncId,
+    closing: Closing,
 ) -> Result<Recorded, FlowError> {
-    record(store, codat, company, sync_id, true).await
+    record(store, codat, company, sync_id, closing).await
 }
 
 async fn record(
@@ -48,7 +62,7 @@ async fn record(
     codat: &CodatClient,
     company: CompanyId,
     sync_id: SyncId,
-    give_up_on_unreported: bool,
+    closing: Closing,
 ) -> Result<Recorded, FlowError> {
     let Some(sync) = store.get_sync(company, sync_id).await? else {
         return Ok(Recorded::UnknownSync);
@@ -56,9 +70,17 @@ async fn record(
     if sync.state == SyncState::Finished {
         return Ok(Recorded::AlreadyFinished);
     }
-    let transactions = codat.sync_transactions(company, sync_id).await.map_err(|err| match err {
-        CodatError::Rejected { .. } | CodatError::Unavailable { .. } => FlowError::Retry(err.to_string()),
-    })?;
+    let transactions = match codat.sync_transactions(company, sync_id).await {
+        Ok(transactions) => transactions,
+        Err(err) if matches!(closing, Closing::Deadline { .. }) => {
+            tracing::warn!(error = %err, "closing an overdue sync without its transactions");
+            Vec::new()
+        }
+        Err(err @ (CodatError::Rejected { .. } | CodatError::Unavailable { .. })) => {
+            return Err(FlowError::Retry(err.to_string()))
+        }
+    };
+    let give_up_on_unreported = closing != Closing::No;
     let mut reported: HashMap<ExpenseId, &Transaction> = HashMap::new();
     for transaction in &transactions {
         match transaction.expense_id() {
@@ -83,13 +105,23 @@ async fn record(
             apply_once(store, &mut expense, event).await?;
         } else if give_up_on_unreported && expense.status == Status::Syncing {
             let last_word = reported.get(&expense.expense_id).and_then(|m| m.status.as_ref());
+            let last = last_word.map_or("not listed", |s| s.as_str());
+            let reason = match &closing {
+                Closing::Deadline { reason } => {
+                    format!("{reason} (last transaction status: {last}); check it in Codat")
+                }
+                Closing::Unreported { sync_error: Some(error) } => format!(
+                    "Codat's sync failed ({error}) without a final status for this transaction (last: {last}); \
+                     check it in Codat"
+                ),
+                _ => format!(
+                    "Codat finished the sync but has not reported a final status for this transaction (last: {last}); \
+                     check it in Codat"
+                ),
+            };
             let failure = Failure {
                 stage: Stage::Sync,
-                reason: format!(
-                    "Codat finished the sync but has not reported a final status for this transaction (last: {}); \
-                     check it in Codat",
-                    last_word.map_or("not listed", |s| s.as_str())
-                ),
+                reason,
                 codat_status: last_word.map(|s| s.as_str().to_string()),
                 correlation_id: None,
             };

@@ -7,14 +7,15 @@
 //! * requeue uploads of expenses left `synced` (their stream record was lost, or exhausted its
 //!   retries or its age limit): nothing else would ever upload them;
 //! * initiate syncs for v1 datasets nobody picked up;
-//! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions).
+//! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions),
+//!   and close those Codat never finishes (or cannot be asked about) by an absolute deadline.
 
 use chrono::{Duration, Utc};
 
 use std::collections::BTreeMap;
 
 use super::initiate::{initiate_sync, Initiated};
-use super::outcome::{close_sync, record_sync_outcome, Recorded};
+use super::outcome::{close_sync, record_sync_outcome, Closing, Recorded};
 use super::resolve::resolve_lost_creates;
 use super::submit::submit_approved;
 use super::{apply_once, FlowError};
@@ -30,6 +31,9 @@ pub const CLAIM_TIMEOUT: Duration = Duration::minutes(16);
 /// How long after a sync started Codat may still report its transactions; after that, the
 /// ones it never reported become `unconfirmed` and the company's lock is released.
 pub const REPORT_GRACE: Duration = Duration::hours(1);
+/// A sync Codat has not said is finished this long after it started (its status keeps failing,
+/// or it never ends) is closed anyway: well inside the v1 lock's 24-hour lease.
+pub const SYNC_DEADLINE: Duration = Duration::hours(6);
 
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,16 +58,23 @@ pub struct Patience {
     pub claim_timeout: Duration,
     /// Before unreported transactions of a finished sync become `unconfirmed`.
     pub report_grace: Duration,
+    /// Before a sync that never finished (or could not be asked) is closed.
+    pub sync_deadline: Duration,
 }
 
 impl Default for Patience {
     fn default() -> Self {
-        Self { poll_after: POLL_AFTER, claim_timeout: CLAIM_TIMEOUT, report_grace: REPORT_GRACE }
+        Self {
+            poll_after: POLL_AFTER,
+            claim_timeout: CLAIM_TIMEOUT,
+            report_grace: REPORT_GRACE,
+            sync_deadline: SYNC_DEADLINE,
+        }
     }
 }
 
 pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Result<SweepReport, FlowError> {
-    let Patience { poll_after, claim_timeout, report_grace } = patience;
+    let Patience { poll_after, claim_timeout, report_grace, sync_deadline } = patience;
     let mut report = SweepReport::default();
     let now = Utc::now();
 
@@ -146,20 +157,30 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
     for sync in store.running_syncs(Utc::now() - poll_after).await? {
         let (company, sync_id) = (sync.company_id, sync.sync_id);
         report.syncs_polled += 1;
-        let finished = match codat.sync_status(company, sync_id).await {
-            Ok(status) => status.is_finished(),
+        let overdue = sync.started_at < now - sync_deadline;
+        let status = match codat.sync_status(company, sync_id).await {
+            Ok(status) => Ok(status),
             Err(err) => {
                 report.errors.push(format!("sync {sync_id}: {err}"));
-                continue;
+                Err(err.to_string())
             }
         };
-        if !finished {
-            continue;
-        }
-        let outcome = if sync.started_at < now - report_grace {
-            close_sync(store, codat, company, sync_id).await
-        } else {
+        let finished = status.as_ref().is_ok_and(|s| s.is_finished());
+        let outcome = if finished && sync.started_at >= now - report_grace {
             record_sync_outcome(store, codat, company, sync_id).await
+        } else if finished && !overdue {
+            let sync_error = status.as_ref().ok().and_then(|s| s.failure_text());
+            close_sync(store, codat, company, sync_id, Closing::Unreported { sync_error }).await
+        } else if overdue {
+            let last = match &status {
+                Ok(s) => format!("its status is still {}", s.sync_status.as_deref().unwrap_or("unknown")),
+                Err(err) => format!("its status could not be read: {err}"),
+            };
+            let reason = format!("Codat did not finish this sync within {} hours ({last})", sync_deadline.num_hours());
+            tracing::warn!(%sync_id, %reason, "closing an overdue sync");
+            close_sync(store, codat, company, sync_id, Closing::Deadline { reason }).await
+        } else {
+            continue;
         };
         match outcome {
             Ok(Recorded::Finished { .. }) => report.syncs_finished += 1,
