@@ -9,7 +9,8 @@ MOTO_PORT / SANDBOX_PORT / WATCH_PORT, as devenv reads them) and stops it at the
 It sends, from W concurrent workers, N requests drawn at random (the seed is printed; the same
 seed, N and API give the same cases) from these categories:
 
-  valid, replay     fully valid approvals, and exact re-posts of them
+  valid, replay     fully valid approvals (expenses, and on the current API reimbursable
+                    expenses, transfers and adjustments), and exact re-posts of them
   corrupt-field     one bad field (array for an object, unknown field, wrong type, missing
                     field) in an otherwise valid batch of 2-5 expenses
   framing           trailing data, a second document, malformed JSON, empty body, top-level array
@@ -22,6 +23,16 @@ seed, N and API give the same cases) from these categories:
   oversize          bodies over Lambda's 6 MB request limit
   webhook           forged, stale, future, replayed, array-shaped or non-canonical deliveries
   status            the status route with the same id/path attacks, and cross-company reads
+  transfers         (current API) one bad transfer or adjustment among valid siblings of every
+                    kind: a receipt on it, from = to, zero, negative, too precise or too large
+                    amounts, unbalanced lines (off by one minor unit, or balanced only as floats),
+                    wrong types, arrays for objects, unknown or missing fields, bad ids and
+                    dates, ids repeated across kinds; the v1 types in expenses[]; conflicting
+                    replays (a valid batch, then the same ids with one field changed, or a
+                    transfer's id reused by another kind); valid ones at their edges (lines that
+                    balance as decimals but not as floats, 4-decimal and exponent amounts, JPY,
+                    CLF, 100 lines). (v1) transfers/adjustments keys, and valid v1 transfer and
+                    adjustment types in expenses[]
 
 What a clean run proves (each is an invariant; every violation is printed with its case):
 
@@ -31,10 +42,19 @@ What a clean run proves (each is an invariant; every violation is printed with i
   hostile-refused   every hostile case is answered 4xx (a 2xx is "accepted bad input")
   valid-accepted    every valid approval, read and delivery is answered 2xx (or deferred)
   replay-ignored    a replayed webhook delivery is never processed as a new one
-  nothing-left      a refused approval left nothing behind: none of its expense ids is readable
-                    through the status route, stored in DynamoDB, in any create call in the
-                    sandbox's call log, or has a receipt object in S3
-  valid-uploaded    every accepted valid approval reaches `uploaded` within --settle seconds
+  refusal-named     where a case pins its refusal down, the answer says it: a conflicting
+                    replay is a 409 naming the field that changed, a v1 type in expenses[] a 400
+                    naming transfers/adjustments, those keys under v1 a 400 naming the key
+  nothing-left      a refused approval left nothing behind: none of its ids (transfers and
+                    adjustments too) is readable through the status route, stored in DynamoDB,
+                    in any create call in the sandbox's call log (expense and adjustment POSTs,
+                    transfer PUTs), or has a receipt object in S3
+  once-in-Codat     no transfer or adjustment reached Codat twice, whatever was re-posted or
+                    conflicted: per /_sandbox/stats no transfer was re-PUT (resent or updated),
+                    and no transfer or adjustment id is in two create calls of the call log
+  valid-final       every accepted valid item reaches its terminal status within --settle
+                    seconds: `uploaded` for expenses (which carry receipts),
+                    `recordedWithoutAttachment` for transfers and adjustments
 
 It exits non-zero on any violation.
 """
@@ -59,6 +79,7 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import boto3
@@ -260,17 +281,91 @@ def contact_type_field(api):
     return "type" if api == "expenses" else "contactType"
 
 
-def valid_batch(rng, api, size):
+ACCOUNTS = ["bank-main", "card-account", "fx-losses", "fx-gains", "suspense", "7710", "8100", "1200", "card-eur"]
+TRANSFER_DATES = ["2024-05-20", "2025-01-31", "2024-02-29T09:30:00Z", "2026-11-30T23:59:59+01:00"]
+
+
+def minor(units, decimals):
+    """An amount of `units` minor units as exact JSON text: minor(-137, 2) is -1.37."""
+    sign, units = ("-" if units < 0 else ""), abs(units)
+    if not decimals:
+        return Raw(f"{sign}{units}")
+    return Raw(f"{sign}{units // 10 ** decimals}.{units % 10 ** decimals:0{decimals}d}")
+
+
+def valid_transfer(rng):
+    source, target = rng.sample(ACCOUNTS, 2)
+    sent = rng.randint(1, 900_000)
+    transfer = {"id": new_id(rng), "date": rng.choice(TRANSFER_DATES),
+                "from": {"accountRef": {"id": source}, "amount": minor(sent, 2)},
+                # The other account's own currency: the same amount, or another with up to 4 places.
+                "to": {"accountRef": {"id": target},
+                       "amount": minor(sent, 2) if rng.random() < 0.6 else minor(rng.randint(1, 9_000_000), 4)}}
+    if rng.random() < 0.5:
+        transfer["description"] = rng.choice(["Card top-up", "Sweep to savings", "Überweisung", "x" * 1000])
+    return transfer
+
+
+def valid_adjustment(rng, currency=None, lines=None):
+    """A journal that balances exactly: n-1 signed amounts and the line that zeroes them."""
+    currency = currency or rng.choice(["GBP", "GBP", "EUR", "USD", "JPY", "KWD"])
+    decimals = CURRENCY_DECIMALS[currency]
+    count = lines or rng.choice([2, 2, 2, 3, 4])
+    units = [0]
+    while not units[-1]:  # no line of zero (the others summing to nothing): draw again
+        units = [rng.choice([-1, 1]) * rng.randint(1, 5_000_000) for _ in range(count - 1)]
+        units.append(-sum(units))
+    adjustment = {"id": new_id(rng), "date": rng.choice(TRANSFER_DATES), "currency": currency,
+                  "lines": [adjustment_line(rng, minor(u, decimals)) for u in units]}
+    if rng.random() < 0.3:
+        adjustment["currencyRate"] = Raw(f"{rng.randint(0, 3)}.{rng.randint(1, 999999999):09d}")
+    if rng.random() < 0.4:
+        adjustment["reference"] = rng.choice(["FX difference May", "Write-off", f"ADJ-{rng.randint(1, 9999)}"])
+    return adjustment
+
+
+def adjustment_line(rng, amount):
+    line = {"amount": amount, "accountRef": {"id": rng.choice(ACCOUNTS)}}
+    if rng.random() < 0.3:
+        line["description"] = rng.choice(["FX loss", "Card account", "Rounding"])
+    if rng.random() < 0.2:
+        data_type = rng.choice(["trackingCategories", "customers", "suppliers"])
+        line["trackingRefs"] = [{"id": f"{data_type[:3].upper()}-{rng.randint(1, 9)}", "dataType": data_type}]
+    if rng.random() < 0.1:
+        line["invoiceTo"] = {"id": f"CUST-{rng.randint(1, 9)}", "type": "customer"}
+    return line
+
+
+def valid_batch(rng, api, size, transfers=0.15, adjustments=0.2):
     batch = {"expenses": [valid_expense(rng, api) for _ in range(size)]}
     if api == "expenses" and rng.random() < 0.3:
         batch["reimbursableExpenses"] = [valid_reimbursable(rng)]
+    if api == "expenses" and rng.random() < transfers:
+        batch["transfers"] = [valid_transfer(rng)]  # each transfer is a PUT, and a sync, of its own
+    if api == "expenses" and rng.random() < adjustments:
+        batch["adjustments"] = [valid_adjustment(rng) for _ in range(rng.choice([1, 1, 2]))]
     return batch
 
 
+KINDS = ("expenses", "reimbursableExpenses", "transfers", "adjustments")
+# What a valid item of each kind ends as: expenses carry receipts; Codat attaches no file to the rest.
+TERMINAL = {"expenses": "uploaded", "reimbursableExpenses": "uploaded", "transfers": "recordedWithoutAttachment",
+            "adjustments": "recordedWithoutAttachment"}
+
+
+def batch_items(batch):
+    """(kind, item) of every item of a batch whose id is some spelling of a UUID."""
+    return [(kind, item) for kind in KINDS for item in (batch.get(kind) if isinstance(batch.get(kind), list) else [])
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and canonical(item["id"])]
+
+
 def batch_ids(batch):
-    items = batch.get("expenses", []) + batch.get("reimbursableExpenses", [])
-    return [canonical(item["id"]) for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
-            and canonical(item["id"])]
+    return [canonical(item["id"]) for _, item in batch_items(batch)]
+
+
+def batch_finals(batch):
+    """Each id of a valid batch and the status it must end in."""
+    return {canonical(item["id"]): TERMINAL[kind] for kind, item in batch_items(batch)}
 
 
 # ---- cases ----
@@ -288,6 +383,9 @@ class Case:
     prelude: object = None  # sent first, e.g. the genuine delivery a replay copies
     companies: list = field(default_factory=list)  # canonical companies an approval could be filed under
     expense_ids: list = field(default_factory=list)  # canonical ids an approval could create
+    finals: dict = field(default_factory=dict)  # valid approvals: id -> the status it must end in
+    finals_of_prelude: bool = False  # `finals` are the prelude's (a conflicting replay's original)
+    named: dict | None = None  # what the refusal must say: {status, field | field_prefix, words}
     number: int = 0
     answer: Answer | None = None
     prelude_answer: Answer | None = None
@@ -300,15 +398,20 @@ class Case:
         return f"#{self.number} [{self.category}/{self.kind}] {self.summary}"
 
 
-def approval(category, kind, summary, body, company, expect=HOSTILE, path=None, companies=None, ids=None):
+def approval(category, kind, summary, body, company, expect=HOSTILE, path=None, companies=None, ids=None, named=None):
     raw = body if isinstance(body, bytes) else dumps(body)
     ids = ids if ids is not None else (batch_ids(body) if isinstance(body, dict) else [])
+    finals = batch_finals(body) if expect == VALID and isinstance(body, dict) else {}
     return Case(
         category, kind, f"POST {path or f'/companies/{company}/expenses'} {summary} ({len(raw)} bytes)", expect,
-        Request("POST", "approval-intake", path or f"/companies/{company}/expenses", raw,
-                {"content-type": "application/json"}),
-        companies=companies or [company], expense_ids=ids,
+        approval_request(company, raw, path), companies=companies or [company], expense_ids=ids, finals=finals,
+        named=named,
     )
+
+
+def approval_request(company, raw, path=None):
+    return Request("POST", "approval-intake", path or f"/companies/{company}/expenses", raw,
+                   {"content-type": "application/json"})
 
 
 class Context:
@@ -319,7 +422,7 @@ class Context:
         self.api = api
         self.seeds = seeds  # [{"company", "ids", "syncId"}] approved before the run
         self.secret = secret
-        self.valid_bodies = []  # (company, body bytes, ids) of generated valid approvals, for replays
+        self.valid_bodies = []  # (company, body bytes, finals) of generated valid approvals, for replays
 
     def seed(self):
         return self.rng.choice(self.seeds) if self.seeds else None
@@ -350,17 +453,24 @@ def gen_valid(ctx):
             expense["issueDate"] = "0001-01-01"
     else:
         edge = "plain"
-    case = approval("valid", edge, f"valid batch of {len(batch_ids(batch))}", batch, company, VALID)
-    ctx.valid_bodies.append((company, case.request.body, case.expense_ids))
+    return valid_case(ctx, "valid", edge, f"valid batch of {len(batch_ids(batch))}", batch, company)
+
+
+def valid_case(ctx, category, kind, summary, batch, company):
+    """A valid approval, kept for the replays."""
+    case = approval(category, kind, summary, batch, company, VALID)
+    ctx.valid_bodies.append((company, case.request.body, case.finals))
     return case
 
 
 def gen_replay(ctx):
     if not ctx.valid_bodies:
         return gen_valid(ctx)
-    company, body, ids = ctx.rng.choice(ctx.valid_bodies)
-    return approval("replay", "exact re-post", f"exact replay of a valid batch of {len(ids)}", body, company, VALID,
-                    ids=ids)
+    company, body, finals = ctx.rng.choice(ctx.valid_bodies)
+    case = approval("replay", "exact re-post", f"exact replay of a valid batch of {len(finals)}", body, company,
+                    VALID, ids=list(finals))
+    case.finals = dict(finals)
+    return case
 
 
 # One corrupted field: (kind, apis it applies to, mutate(expense, rng, api) -> what was set).
@@ -535,11 +645,14 @@ def gen_bad_id(ctx):
     rng = ctx.rng
     kind = rng.choice(list(NON_CANONICAL_IDS))
     batch = valid_batch(rng, ctx.api, rng.randint(1, 4))
-    at = rng.randrange(len(batch["expenses"]))
     ids = batch_ids(batch)
-    spelled = NON_CANONICAL_IDS[kind](batch["expenses"][at]["id"])
-    batch["expenses"][at]["id"] = spelled
-    return approval("bad-id", f"expense id {kind}", f"batch of {len(ids)}, expenses[{at}].id={spelled!r}",
+    items = batch_items(batch)
+    where, item = items[rng.randrange(len(items))]
+    at = batch[where].index(item)
+    spelled = NON_CANONICAL_IDS[kind](item["id"])
+    item["id"] = spelled
+    noun = {"transfers": "transfer", "adjustments": "adjustment"}.get(where, "expense")
+    return approval("bad-id", f"{noun} id {kind}", f"batch of {len(ids)}, {where}[{at}].id={spelled!r}",
                     batch, new_id(rng), ids=ids)
 
 
@@ -576,7 +689,8 @@ def gen_bad_path(ctx):
                     companies=companies)
 
 
-CURRENCY_DECIMALS = {"GBP": 2, "EUR": 2, "USD": 2, "JPY": 0, "KRW": 0, "ISK": 0, "KWD": 3, "BHD": 3, "OMR": 3}
+CURRENCY_DECIMALS = {"GBP": 2, "EUR": 2, "USD": 2, "JPY": 0, "KRW": 0, "ISK": 0, "KWD": 3, "BHD": 3, "OMR": 3,
+                     "CLF": 4}
 NOT_ISO_4217 = ["ABC", "QQQ", "ZZZ", "AAA", "BTC", "ETH", "RMB", "NTD", "GBX", "UKP", "XYZ"]
 NOT_A_CURRENCY = ["XXX", "XAU", "XAG", "XPT", "XPD", "XTS"]  # ISO 4217 X-codes: no currency, metals, testing
 BAD_CURRENCY_TEXT = ["gbp", "Gbp", "GB", "GBPP", "G B", "123", "", "£", "€UR", " GBP"]
@@ -743,7 +857,8 @@ def gen_oversize(ctx):
     limit = receipt_limit(ctx.api)
     kind = rng.choice(["receipts each within limit", "whitespace padding", "one receipt over limit"])
     batch = valid_batch(rng, ctx.api, 3 if kind == "receipts each within limit" else 1)
-    batch.pop("reimbursableExpenses", None)
+    for other in KINDS[1:]:
+        batch.pop(other, None)
     if kind == "receipts each within limit":
         for expense in batch["expenses"]:
             data = RECEIPTS["png"][1] + bytes(limit - 4096 - len(RECEIPTS["png"][1]))
@@ -757,6 +872,532 @@ def gen_oversize(ctx):
         batch["expenses"][0]["receipt"]["data"] = base64.b64encode(data).decode()
         raw = dumps(batch)
     return approval("oversize", kind, f"{kind}", raw, company, ids=batch_ids(batch))
+
+
+# ---- transfers and adjustments ----
+
+
+def mixed_batch(rng, api, transfers=(1, 3), adjustments=(1, 2), expenses=(0, 3)):
+    """Valid siblings of every kind around the transfers and adjustments under test."""
+    batch = {}
+    if count := rng.randint(*expenses):
+        batch["expenses"] = [valid_expense(rng, api) for _ in range(count)]
+    if rng.random() < 0.25:
+        batch["reimbursableExpenses"] = [valid_reimbursable(rng)]
+    if count := rng.randint(*transfers):
+        batch["transfers"] = [valid_transfer(rng) for _ in range(count)]
+    if count := rng.randint(*adjustments):
+        batch["adjustments"] = [valid_adjustment(rng) for _ in range(count)]
+    return batch
+
+
+def exact(raw):
+    return Decimal(raw.text if isinstance(raw, Raw) else str(raw))
+
+
+def text_of(value):
+    """A decimal as plain JSON number text (never exponent notation)."""
+    return Raw(format(value, "f"))
+
+
+def float_only_balance(rng):
+    """A currency with 3 or 4 decimal places and two lines, +x and -(x - one minor unit), that
+    are the same double: they total 0 read as floats, one minor unit read as decimals."""
+    currency = rng.choice(["KWD", "BHD", "OMR", "CLF"])
+    decimals = CURRENCY_DECIMALS[currency]
+    while True:
+        units = rng.randint(10 ** 12, 10 ** 13 - 1) * 10 ** decimals + rng.randint(1, 10 ** decimals - 1)
+        debit, credit = minor(units, decimals), minor(-(units - 1), decimals)
+        if float(debit.text) + float(credit.text) == 0.0:
+            return currency, debit, credit
+
+
+def _side_name(rng):
+    return rng.choice(["from", "to"])
+
+
+TRANSFER_ZERO = ["0", "0.0", "0.0000", "-0", "0e5", "-0.00"]
+TRANSFER_NEGATIVE = ["-1", "-0.01", "-500.00", "-0.0001", "-9999999999999.9999"]
+TRANSFER_PRECISE = ["1.00001", "0.00001", "100.12345", "12.50000001", "1.0000000000000000000000000001", "5e-5"]
+TRANSFER_LARGE = ["10000000000000", "1e13", "1E+13", "10000000000000.0001", "99999999999999",
+                  "1.00000000000001e13"]
+
+
+def _transfer_mutations():
+    """(kind, mutate(transfer, rng) -> (what was set, the field the 400 must name or None))."""
+    def side_value(values, raw=True):
+        def mutate(t, r):
+            side, value = _side_name(r), r.choice(values)
+            t[side]["amount"] = Raw(value) if raw else value
+            return f"{side}.amount={show(t[side]['amount'])}", f".{side}.amount" if raw else None
+        return mutate
+
+    def on_side(change):
+        def mutate(t, r):
+            side = _side_name(r)
+            return f"{side}." + change(t[side], r), None
+        return mutate
+
+    def same_account(t, r):
+        t["to"]["accountRef"] = dict(t["from"]["accountRef"])
+        return f"to.accountRef={show(t['to']['accountRef'])} (the from account)", ".to.accountRef.id"
+
+    def as_values(t, r):
+        values = [t.get(k) for k in ("id", "date", "description", "from", "to")]
+        t.clear()
+        t["__array__"] = values
+        return "the transfer as an array of its field values", None
+
+    def side_as_values(t, r):
+        side = _side_name(r)
+        t[side] = [t[side]["accountRef"], t[side]["amount"]]
+        return f"{side} as [accountRef, amount]", None
+
+    def unknown(t, r):
+        name = r.choice(["currency", "type", "amount", "status", "lines", "accountRef", "syncId", "bankAccountRef",
+                         "currencyRate", "Description", "__proto__"])
+        return _set(t, name, r.choice(["GBP", 1, True, None, {"id": "42"}])), None
+
+    return [
+        ("receipt on a transfer", lambda t, r: (_set(t, "receipt", receipt(r)), ".receipt")),
+        ("empty receipt object on a transfer", lambda t, r: (_set(t, "receipt", {}), ".receipt")),
+        ("from = to", same_account),
+        ("amount zero", side_value(TRANSFER_ZERO)),
+        ("amount negative", side_value(TRANSFER_NEGATIVE)),
+        ("amount over 4 decimals", side_value(TRANSFER_PRECISE)),
+        ("amount 13+ digits", side_value(TRANSFER_LARGE)),
+        ("amount magnitude", lambda t, r: side_value(MAGNITUDES)(t, r)[:1] + (None,)),
+        ("amount as string", side_value(["500.00", "1e3", "twelve", "", " 5"], raw=False)),
+        ("amount as bool", side_value([True, False], raw=False)),
+        ("amount null", side_value([None], raw=False)),
+        ("amount as object", side_value([{"value": 5}, {"amount": 5, "currency": "GBP"}], raw=False)),
+        ("amount as array", side_value([[5], [Raw("5.00"), "GBP"]], raw=False)),
+        ("missing amount", on_side(lambda s, r: _drop(s, "amount"))),
+        ("missing accountRef", on_side(lambda s, r: _drop(s, "accountRef"))),
+        ("side as [accountRef, amount]", side_as_values),
+        ("side as array of itself", lambda t, r: (_set(t, (side := _side_name(r)), [t[side]]), None)),
+        ("side as string", lambda t, r: (_set(t, _side_name(r), "bank-main"), None)),
+        ("accountRef as array", on_side(lambda s, r: _set(s, "accountRef", [s["accountRef"]["id"]]))),
+        ("accountRef as string", on_side(lambda s, r: _set(s, "accountRef", s["accountRef"]["id"]))),
+        ("accountRef.id blank", on_side(lambda s, r: _set(s, "accountRef", {"id": r.choice(["", "   "])}))),
+        ("accountRef.id control chars", on_side(lambda s, r: _set(s, "accountRef", {"id": "bank" + r.choice(CONTROL_TEXT)}))),
+        ("accountRef.id 256 chars", on_side(lambda s, r: _set(s, "accountRef", {"id": "A" * 256}))),
+        ("accountRef.id as number", on_side(lambda s, r: _set(s, "accountRef", {"id": 42}))),
+        ("unknown accountRef field", on_side(lambda s, r: _set(s, "accountRef", {"id": "7710", "name": "Bank"}))),
+        ("unknown side field", on_side(lambda s, r: _set(s, r.choice(["currency", "currencyRate", "id"]), "GBP"))),
+        ("unknown transfer field", unknown),
+        ("missing id", lambda t, r: (_drop(t, "id"), None)),
+        ("missing date", lambda t, r: (_drop(t, "date"), None)),
+        ("missing from", lambda t, r: (_drop(t, "from"), None)),
+        ("missing to", lambda t, r: (_drop(t, "to"), None)),
+        ("the transfer as an array", as_values),
+        ("bad date", lambda t, r: (_set(t, "date", r.choice(BAD_DATES)), ".date")),
+        ("date as number", lambda t, r: (_set(t, "date", 20240520), None)),
+        ("description 1001 chars", lambda t, r: (_set(t, "description", "D" * 1001), ".description")),
+        ("description control chars", lambda t, r: (_set(t, "description", "top" + r.choice(
+            ["\x00", "\x1b[31m", "\u202egnp", "\u200b", "\ufeff", "\u2028"])), ".description")),
+        ("description as number", lambda t, r: (_set(t, "description", 7), None)),
+        ("id as number", lambda t, r: (_set(t, "id", r.randint(1, 10 ** 12)), None)),
+    ]
+
+
+def _adjustment_mutations():
+    """(kind, mutate(adjustment, rng) -> (what was set, the field the 400 must name or None))."""
+    def decimals(a):
+        return CURRENCY_DECIMALS[a["currency"]]
+
+    def off_by_one_unit(a, r):
+        at = r.randrange(len(a["lines"]))
+        line = a["lines"][at]
+        unit = Decimal(1).scaleb(-decimals(a))
+        line["amount"] = text_of(exact(line["amount"]) + r.choice([unit, -unit]))
+        return f"currency={a['currency']}, lines[{at}].amount={show(line['amount'])}: one minor unit off", ".lines"
+
+    def in_currency(currency, lines):
+        def mutate(a, r):
+            a["currency"] = currency
+            a.pop("currencyRate", None)
+            a["lines"] = [adjustment_line(r, text_of(Decimal(x))) for x in lines]
+            return f"currency={currency}, lines amounts {lines}", None
+        return mutate
+
+    def float_balanced(a, r):
+        currency, debit, credit = float_only_balance(r)
+        a["currency"] = currency
+        a["lines"] = [adjustment_line(r, debit), adjustment_line(r, credit)]
+        return f"currency={currency}, lines {debit.text} and {credit.text}: 0 as floats, not as decimals", ".lines"
+
+    def one_line(a, r):
+        a["lines"] = a["lines"][:1]
+        return f"only lines[0] ({a['lines'][0]['amount'].text})", ".lines"
+
+    def flipped(a, r):
+        at = r.randrange(len(a["lines"]))
+        a["lines"][at]["amount"] = text_of(-exact(a["lines"][at]["amount"]))
+        return f"lines[{at}] sign flipped: total {format(sum(exact(l['amount']) for l in a['lines']), 'f')}", ".lines"
+
+    def last_of_100(a, r):
+        unit = Decimal(1).scaleb(-decimals(a))
+        lines = [adjustment_line(r, minor(u, decimals(a))) for u in [500, -500] * 50]
+        lines[-1]["amount"] = text_of(exact(lines[-1]["amount"]) - unit)
+        a["lines"] = lines
+        return "100 lines, the last one minor unit off", ".lines"
+
+    def too_precise(a, r):
+        extra = r.randint(1, 3)
+        places = decimals(a) + extra
+        units = r.randint(1, 10 ** 6) * 10 + r.randint(1, 9)  # a last digit that is not 0
+        a["lines"] = [adjustment_line(r, minor(units, places)), adjustment_line(r, minor(-units, places))]
+        return (f"currency={a['currency']}, lines {a['lines'][0]['amount'].text} and {a['lines'][1]['amount'].text}"
+                f" (balanced, {places} places)", ".lines[0].amount")
+
+    def large(a, r):
+        big = r.choice(["10000000000000", "1e13", "-10000000000000.00", "123456789012345"])
+        value = exact(Raw(big))
+        a["lines"] = [adjustment_line(r, Raw(big)), adjustment_line(r, text_of(-value))]
+        return f"lines {big} and {format(-value, 'f')} (balanced, 14 integer digits)", ".lines[0].amount"
+
+    def magnitude(a, r):
+        big = r.choice(MAGNITUDES)
+        a["lines"] = [adjustment_line(r, Raw(big)), adjustment_line(r, Raw(big[1:] if big.startswith("-") else "-" + big))]
+        return f"lines {big} and its negation", None
+
+    def line_value(name, values):
+        def mutate(a, r):
+            at = r.randrange(len(a["lines"]))
+            return f"lines[{at}]." + _set(a["lines"][at], name, r.choice(values)), None
+        return mutate
+
+    def on_line(change):
+        def mutate(a, r):
+            at = r.randrange(len(a["lines"]))
+            return f"lines[{at}]." + change(a["lines"][at], r), None
+        return mutate
+
+    def line_as_values(a, r):
+        at = r.randrange(len(a["lines"]))
+        line = a["lines"][at]
+        a["lines"][at] = [line["amount"], line["accountRef"], line.get("description"), line.get("trackingRefs"),
+                          line.get("invoiceTo")]
+        return f"lines[{at}] as an array of its field values", None
+
+    def as_values(a, r):
+        values = [a.get(k) for k in ("id", "date", "currency", "currencyRate", "reference", "lines")]
+        a.clear()
+        a["__array__"] = values
+        return "the adjustment as an array of its field values", None
+
+    def unknown(a, r):
+        name = r.choice(["type", "notes", "merchantName", "totalAmount", "receipts", "bankAccountRef", "contactRef",
+                         "postAsDraft", "Lines", "constructor"])
+        return _set(a, name, r.choice(["x", 1, True, None, []])), None
+
+    return [
+        ("receipt on an adjustment", lambda a, r: (_set(a, "receipt", receipt(r)), ".receipt")),
+        ("empty receipt object on an adjustment", lambda a, r: (_set(a, "receipt", {}), ".receipt")),
+        ("unbalanced by one minor unit", off_by_one_unit),
+        ("unbalanced by one yen", lambda a, r: (in_currency("JPY", ["1500", "-1499"])(a, r)[0], ".lines")),
+        ("unbalanced by one fils", lambda a, r: (in_currency("KWD", ["10.125", "-10.124"])(a, r)[0], ".lines")),
+        ("unbalanced in the last of 100 lines", last_of_100),
+        ("balanced only as floats", float_balanced),
+        ("a single line", one_line),
+        ("a sign flipped", flipped),
+        ("amount over the currency's decimals", too_precise),
+        ("1.50 JPY", lambda a, r: (in_currency("JPY", ["1.50", "-1.50"])(a, r)[0], ".lines[0].amount")),
+        ("amount 14 integer digits", large),
+        ("amount magnitude", magnitude),
+        ("amount as string", line_value("amount", ["1.37", "-1.37", "1e3", "", "zero"])),
+        ("amount as bool", line_value("amount", [True, False])),
+        ("amount null", line_value("amount", [None])),
+        ("amount as object", line_value("amount", [{"value": 1}, {"debit": Raw("1.00")}])),
+        ("amount as array", line_value("amount", [[1], [Raw("1.00"), Raw("-1.00")]])),
+        ("missing amount", on_line(lambda l, r: _drop(l, "amount"))),
+        ("missing accountRef", on_line(lambda l, r: _drop(l, "accountRef"))),
+        ("line as array", line_as_values),
+        ("accountRef as array", on_line(lambda l, r: _set(l, "accountRef", [l["accountRef"]["id"]]))),
+        ("accountRef.id blank", on_line(lambda l, r: _set(l, "accountRef", {"id": " "}))),
+        ("unknown accountRef field", on_line(lambda l, r: _set(l, "accountRef", {"id": "7710", "type": "asset"}))),
+        ("trackingRefs nested array", line_value("trackingRefs", [[["SUP-1", "suppliers"]], [["x"]]])),
+        ("trackingRefs as object", line_value("trackingRefs", [{"id": "SUP-1", "dataType": "suppliers"}])),
+        ("trackingRefs unknown dataType", line_value("trackingRefs", [
+            [{"id": "E-1", "dataType": t}] for t in ("employees", "TrackingCategories", "projects", "")])),
+        ("trackingRefs empty", line_value("trackingRefs", [[]])),
+        ("11 trackingRefs", line_value("trackingRefs", [[{"id": f"T{i}"} for i in range(11)]])),
+        ("invoiceTo as array", line_value("invoiceTo", [["CUST-1", "customer"]])),
+        ("invoiceTo type supplier", line_value("invoiceTo", [{"id": "SUP-1", "type": "supplier"}])),
+        ("unknown invoiceTo field", line_value("invoiceTo", [{"id": "CUST-1", "type": "customer", "name": "x"}])),
+        ("unknown line field", on_line(lambda l, r: _set(l, r.choice(
+            ["netAmount", "taxAmount", "taxRateRef", "debit", "credit", "currency"]), Raw("1.00")))),
+        ("unknown adjustment field", unknown),
+        ("missing id", lambda a, r: (_drop(a, "id"), None)),
+        ("missing date", lambda a, r: (_drop(a, "date"), None)),
+        ("missing currency", lambda a, r: (_drop(a, "currency"), None)),
+        ("missing lines", lambda a, r: (_drop(a, "lines"), None)),
+        ("lines empty", lambda a, r: (_set(a, "lines", []), ".lines")),
+        ("101 balanced lines", lambda a, r: (_set(a, "lines", [adjustment_line(r, minor(u, decimals(a)))
+                                                               for u in [1] * 50 + [-1] * 50 + [0]]), ".lines")),
+        ("lines as object", lambda a, r: (_set(a, "lines", a["lines"][0]), None)),
+        ("the adjustment as an array", as_values),
+        ("non-ISO currency", lambda a, r: (_set(a, "currency", r.choice(NOT_ISO_4217 + NOT_A_CURRENCY)), ".currency")),
+        ("malformed currency", lambda a, r: (_set(a, "currency", r.choice(BAD_CURRENCY_TEXT)), ".currency")),
+        ("currencyRate not positive", lambda a, r: (_set(a, "currencyRate", Raw(r.choice(["0", "-1", "-0.5"]))),
+                                                    ".currencyRate")),
+        ("currencyRate over 9 decimals", lambda a, r: (_set(a, "currencyRate", Raw("1.0000000001")), ".currencyRate")),
+        ("currencyRate as string", lambda a, r: (_set(a, "currencyRate", "1.2"), None)),
+        ("reference 1001 chars", lambda a, r: (_set(a, "reference", "R" * 1001), ".reference")),
+        ("reference with a line break", lambda a, r: (_set(a, "reference", "FX\nMay"), ".reference")),
+        ("description control chars", on_line(lambda l, r: _set(l, "description", "FX\u202eloss"))),
+        ("bad date", lambda a, r: (_set(a, "date", r.choice(BAD_DATES)), ".date")),
+        ("id as number", lambda a, r: (_set(a, "id", r.randint(1, 10 ** 12)), None)),
+    ]
+
+
+TRANSFER_MUTATIONS = _transfer_mutations()
+ADJUSTMENT_MUTATIONS = _adjustment_mutations()
+V1_TYPES = {"TransferIn": "transfers", "TransferOut": "transfers", "AdjustmentIn": "adjustments",
+            "AdjustmentOut": "adjustments"}
+
+
+def transfer_body(batch):
+    """The batch as JSON, with an item replaced by `__array__` written as that array."""
+    for key in ("transfers", "adjustments"):
+        if isinstance(batch.get(key), list):
+            batch[key] = [i["__array__"] if isinstance(i, dict) and "__array__" in i else i for i in batch[key]]
+    return batch
+
+
+def gen_transfers(ctx):
+    if ctx.api == "v1":
+        return _transfers_v1(ctx)
+    pick = ctx.rng.choices(["transfer", "adjustment", "v1 type", "shape", "conflict", "valid"], [28, 32, 6, 6, 14, 14])[0]
+    return {"transfer": _bad_item, "adjustment": _bad_item, "v1 type": _v1_type_current, "shape": _bad_shape,
+            "conflict": _conflict, "valid": _valid_transfers}[pick](ctx, pick)
+
+
+def _bad_item(ctx, pick):
+    """One transfer or adjustment changed among valid siblings: the whole batch is refused."""
+    rng = ctx.rng
+    where, mutations = ("transfers", TRANSFER_MUTATIONS) if pick == "transfer" else ("adjustments", ADJUSTMENT_MUTATIONS)
+    kind, mutate = rng.choice(mutations)
+    batch = mixed_batch(rng, ctx.api)
+    ids = batch_ids(batch)
+    at = rng.randrange(len(batch[where]))
+    what, field_name = mutate(batch[where][at], rng)
+    named = {"status": 400, "field": f"{where}[{at}]{field_name}"} if field_name else None
+    summary = f"batch of {len(ids)}, {where}[{at}]: {what}"
+    return approval("transfers", f"{pick}: {kind}", summary, transfer_body(batch), new_id(rng), ids=ids, named=named)
+
+
+def _bad_shape(ctx, pick):
+    """The lists themselves: not arrays, or an id used twice across kinds."""
+    rng = ctx.rng
+    batch = mixed_batch(rng, ctx.api, expenses=(1, 3))
+    ids = batch_ids(batch)
+    kind = rng.choice(["transfers as object", "adjustments as object", "transfers as string", "adjustments as number",
+                       "transfer id = a sibling's", "adjustment id = a sibling's", "transfer id = adjustment id"])
+    if kind.endswith("as object"):
+        key = kind.split()[0]
+        batch[key] = batch[key][0]
+        what = f"{key} is one object, not an array"
+    elif kind.endswith(("as string", "as number")):
+        key = kind.split()[0]
+        batch[key] = "[]" if kind.endswith("string") else 1
+        what = f"{key}={show(batch[key])}"
+    else:
+        target = "adjustments" if kind.startswith("adjustment") else "transfers"
+        source = "adjustments" if kind.endswith("adjustment id") else "expenses"
+        batch[target][-1]["id"] = rng.choice(batch[source])["id"]
+        what = f"{target}[{len(batch[target]) - 1}].id is the id of one of its {source}"
+    return approval("transfers", f"shape: {kind}", f"batch of {len(ids)}, {what}", batch, new_id(rng), ids=ids)
+
+
+def _v1_type_current(ctx, pick):
+    """A v1 transfer or adjustment type in expenses[]: a 400 naming the list to send it in."""
+    rng = ctx.rng
+    batch = mixed_batch(rng, ctx.api, transfers=(0, 1), adjustments=(0, 1), expenses=(1, 3))
+    ids = batch_ids(batch)
+    at = rng.randrange(len(batch["expenses"]))
+    v1_type = rng.choice(list(V1_TYPES))
+    batch["expenses"][at]["type"] = v1_type
+    named = {"status": 400, "field": f"expenses[{at}].type", "words": V1_TYPES[v1_type]}
+    return approval("transfers", f"v1 type {v1_type} in expenses", f"batch of {len(ids)}, expenses[{at}].type={v1_type}",
+                    batch, new_id(rng), ids=ids, named=named)
+
+
+def _valid_transfers(ctx, pick):
+    """Valid transfers and adjustments at their edges, among valid siblings."""
+    rng = ctx.rng
+    edge = rng.choice(["plain", "only transfers", "only adjustments", "balanced as decimals, not as floats",
+                       "4-decimal and 13-digit transfer", "exponent amounts", "JPY and KWD adjustments",
+                       "CLF adjustment", "100-line adjustment", "tracking and invoiceTo on every line"])
+    batch = mixed_batch(rng, ctx.api, transfers=(1, 2), expenses=(0, 1))
+    if edge == "only transfers":
+        batch = {"transfers": [valid_transfer(rng) for _ in range(rng.randint(1, 3))]}
+    elif edge == "only adjustments":
+        batch = {"adjustments": [valid_adjustment(rng) for _ in range(rng.randint(1, 4))]}
+    elif edge == "balanced as decimals, not as floats":
+        lines = rng.choice([["0.1", "0.2", "-0.3"], ["0.7", "0.1", "-0.8"], ["1.1", "2.2", "-3.3"],
+                            ["0.3", "-0.1", "-0.2"], ["1234567890123.45", "0.01", "-1234567890123.46"]])
+        batch["adjustments"][0].update(currency="GBP", lines=[adjustment_line(rng, Raw(x)) for x in lines])
+    elif edge == "4-decimal and 13-digit transfer":
+        batch["transfers"][0]["from"]["amount"] = Raw("9999999999999.9999")
+        batch["transfers"][0]["to"]["amount"] = Raw(rng.choice(["0.0001", "1.2345", "9999999999999.99"]))
+    elif edge == "exponent amounts":
+        batch["transfers"][0]["from"]["amount"] = Raw(rng.choice(["1.5e2", "5E-1", "2.5e+1"]))
+        batch["adjustments"][0].update(currency="GBP", lines=[adjustment_line(rng, Raw(x)) for x in ("1.37e1", "-13.7")])
+    elif edge == "JPY and KWD adjustments":
+        batch["adjustments"] = [valid_adjustment(rng, "JPY"), valid_adjustment(rng, "KWD")]
+    elif edge == "CLF adjustment":
+        batch["adjustments"][0] = valid_adjustment(rng, "CLF", 3)
+    elif edge == "100-line adjustment":
+        batch["adjustments"][0] = valid_adjustment(rng, lines=100)
+    elif edge == "tracking and invoiceTo on every line":
+        for line in batch["adjustments"][0]["lines"]:
+            line["trackingRefs"] = [{"id": "SUP-1", "dataType": "suppliers"}, {"id": "CUS-2", "dataType": "customers"},
+                                    {"id": "DEPARTMENT_3", "dataType": "trackingCategories"}]
+            line["invoiceTo"] = {"id": "CUST-1", "type": "customer"}
+    return valid_case(ctx, "transfers", f"valid: {edge}", f"valid batch of {len(batch_ids(batch))} with transfers/"
+                      "adjustments", batch, new_id(rng))
+
+
+def _conflict(ctx, pick):
+    """A valid batch (the prelude), then the same ids with one transfer or adjustment changed,
+    optionally moved and beside new siblings: a 409 naming the field, nothing of the new
+    siblings stored, and Codat keeps the first version (see once-in-Codat)."""
+    rng = ctx.rng
+    company = new_id(rng)
+    original = mixed_batch(rng, ctx.api, transfers=(1, 2), adjustments=(1, 2), expenses=(0, 1))
+    first = dumps(original)
+    changed = json_copy(original)
+    which = rng.choice(["transfers", "adjustments", "cross-kind"])
+    if which == "cross-kind":
+        kind, field_name, where = _cross_kind(rng, changed)
+    else:
+        at = rng.randrange(len(changed[which]))
+        mutations = TRANSFER_CONFLICTS if which == "transfers" else ADJUSTMENT_CONFLICTS
+        kind, mutate = rng.choice(mutations)
+        suffix = mutate(changed[which][at], rng)
+        if len(changed[which]) > 1 and rng.random() < 0.5:  # the changed item moves: the field names its new place
+            changed[which].append(changed[which].pop(at))
+            at = len(changed[which]) - 1
+        where, field_name = which, f"{which}[{at}]{suffix}"
+    fresh = []
+    if rng.random() < 0.6:  # a new sibling, which must not be stored either
+        sibling_kind = rng.choice(["expenses", "transfers", "adjustments"])
+        sibling = {"expenses": lambda: valid_expense(rng, ctx.api), "transfers": lambda: valid_transfer(rng),
+                   "adjustments": lambda: valid_adjustment(rng)}[sibling_kind]()
+        changed.setdefault(sibling_kind, []).insert(0, sibling)
+        fresh.append(canonical(sibling["id"]))
+        if sibling_kind == where:  # the changed item moved one place on
+            prefix, _, rest = field_name.partition("]")
+            field_name = f"{where}[{int(prefix.split('[')[1]) + 1}]{rest}"
+    # A trailing * (or a cross-kind reuse): which field of the item comes first is the product's call.
+    exact_field = not (kind.startswith("cross-kind") or field_name.endswith("*"))
+    named = {"status": 409, ("field" if exact_field else "field_prefix"): field_name.rstrip("*")}
+    case = approval("transfers", f"conflict: {kind}", f"conflicting replay ({kind}; {field_name}) of a valid batch of "
+                    f"{len(batch_ids(original))}" + (" plus a new sibling" if fresh else ""), changed, company,
+                    ids=fresh, named=named)
+    case.prelude = lambda: approval_request(company, first)
+    case.finals, case.finals_of_prelude = batch_finals(original), True
+    return case
+
+
+def json_copy(value):
+    """A deep copy that keeps Raw numbers as they are."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value
+
+
+def _other_amount(raw, rng, places=2):
+    value = exact(raw) + Decimal(rng.randint(1, 999)).scaleb(-places)
+    return text_of(value)
+
+
+TRANSFER_CONFLICTS = [  # (kind, mutate(transfer, rng) -> the changed field's path within it)
+    ("to.amount", lambda t, r: (t["to"].update(amount=_other_amount(t["to"]["amount"], r)), ".to.amount")[1]),
+    ("from.amount", lambda t, r: (t["from"].update(amount=_other_amount(t["from"]["amount"], r)), ".from.amount")[1]),
+    ("to.amount one ten-thousandth", lambda t, r: (t["to"].update(
+        amount=text_of(exact(t["to"]["amount"]) + Decimal("0.0001"))), ".to.amount")[1]),
+    ("to account", lambda t, r: (t["to"].update(accountRef={"id": next(
+        a for a in ACCOUNTS if a not in (t["from"]["accountRef"]["id"], t["to"]["accountRef"]["id"]))}),
+        ".to.accountRef.id")[1]),
+    ("from and to swapped", lambda t, r: (t.update({"from": t["to"], "to": t["from"]}), ".from.accountRef.id")[1]),
+    ("date", lambda t, r: (t.update(date="2023-12-31"), ".date")[1]),
+    ("description", lambda t, r: (t.update(description=t.get("description", "")[:900] + " (edited)"),
+                                  ".description")[1]),
+    ("description dropped or added", lambda t, r: (t.pop("description") if "description" in t
+                                                   else t.update(description="added"), ".description")[1]),
+]
+
+
+def _shift_unit(a, r):
+    """One minor unit moved from one line to another: still balanced, another journal."""
+    unit = Decimal(1).scaleb(-CURRENCY_DECIMALS[a["currency"]])
+    a["lines"][0]["amount"] = text_of(exact(a["lines"][0]["amount"]) + unit)
+    a["lines"][1]["amount"] = text_of(exact(a["lines"][1]["amount"]) - unit)
+    return ".lines[0].amount"
+
+
+ADJUSTMENT_CONFLICTS = [
+    ("one minor unit moved between lines", _shift_unit),
+    ("lines reversed", lambda a, r: (a["lines"].reverse(), ".lines[0]*")[1]
+     if exact(a["lines"][0]["amount"]) != exact(a["lines"][-1]["amount"]) else _shift_unit(a, r)),
+    ("a balanced pair added", lambda a, r: (a["lines"].extend(
+        [adjustment_line(r, Raw("1")), adjustment_line(r, Raw("-1"))]), f".lines[{len(a['lines']) - 2}]")[1]),
+    ("currency", lambda a, r: (a.update(currency="EUR" if a["currency"] != "EUR" else "GBP")
+                               if CURRENCY_DECIMALS[a["currency"]] == 2 else a.update(currency="BHD" if a["currency"] == "KWD" else "KRW"), ".currency")[1]),
+    ("currencyRate", lambda a, r: (a.update(currencyRate=Raw("1.5") if "currencyRate" not in a
+                                            else text_of(exact(a["currencyRate"]) + Decimal("0.000000001"))),
+                                   ".currencyRate")[1]),
+    ("reference", lambda a, r: (a.update(reference=a.get("reference", "") + " (edited)"), ".reference")[1]),
+    ("line account", lambda a, r: (a["lines"][-1].update(accountRef={"id": "changed-account"}),
+                                   f".lines[{len(a['lines']) - 1}].accountRef.id")[1]),
+    ("date", lambda a, r: (a.update(date="2023-12-31"), ".date")[1]),
+]
+
+
+def _cross_kind(rng, changed):
+    """An id already approved as one kind, sent again as another."""
+    kind = rng.choice(["transfer id as an adjustment", "adjustment id as a transfer"]
+                      + (["expense id as a transfer"] if changed.get("expenses") else []))
+    source, target = {"transfer id as an adjustment": ("transfers", "adjustments"),
+                      "adjustment id as a transfer": ("adjustments", "transfers"),
+                      "expense id as a transfer": ("expenses", "transfers")}[kind]
+    taken = changed[source].pop(rng.randrange(len(changed[source])))
+    if not changed[source]:
+        changed.pop(source)
+    item = valid_adjustment(rng) if target == "adjustments" else valid_transfer(rng)
+    item["id"] = taken["id"]
+    changed.setdefault(target, []).append(item)
+    return f"cross-kind: {kind}", f"{target}[{len(changed[target]) - 1}]", target
+
+
+def _transfers_v1(ctx):
+    """v1 has no transfers or adjustments of their own (keys refused by name); its transfer and
+    adjustment types are expenses with receipts, valid and uploaded."""
+    rng = ctx.rng
+    company = new_id(rng)
+    batch = valid_batch(rng, ctx.api, rng.randint(1, 3))
+    if rng.random() < 0.35:
+        for at, expense in enumerate(batch["expenses"]):
+            if at == 0 or rng.random() < 0.5:
+                expense["type"] = rng.choice(list(V1_TYPES))
+        types = ",".join(e["type"] for e in batch["expenses"])
+        return valid_case(ctx, "transfers", "valid: v1 transfer and adjustment types", f"expenses of types {types}",
+                          batch, company)
+    ids = batch_ids(batch)
+    key = rng.choice(["transfers", "adjustments"])
+    value = rng.choice(["valid", "valid", "empty", "null", "invalid"])
+    items = {"valid": lambda: [valid_transfer(rng) if key == "transfers" else valid_adjustment(rng)],
+             "empty": lambda: [], "null": lambda: None,
+             "invalid": lambda: [{"id": "x", "from": [], "lines": 1}]}[value]()
+    batch[key] = items
+    ids += batch_ids({key: items}) if items else []
+    return approval("transfers", f"v1: {key} ({value})", f"batch of {len(ids)}, {key}={show(items)}", batch, company,
+                    ids=ids, named={"status": 400, "field": key})
 
 
 # ---- webhooks ----
@@ -974,11 +1615,12 @@ CATEGORIES = {  # name: (weight, generator)
     "strings": (5, gen_strings),
     "receipts": (9, gen_receipts),
     "oversize": (1, gen_oversize),
+    "transfers": (10, gen_transfers),
     "webhook": (15, gen_webhook),
     "status": (8, gen_status),
 }
 APPROVAL_CATEGORIES = {"valid", "replay", "corrupt-field", "framing", "bad-id", "bad-path", "money", "dates",
-                       "strings", "receipts", "oversize"}
+                       "strings", "receipts", "oversize", "transfers"}
 MAX_OVERSIZE = 12  # each is 6-12 MB through the local runtime
 
 
@@ -1023,6 +1665,10 @@ class Stack:
         with urllib.request.urlopen(f"{self.sandbox}/_sandbox/calls", timeout=120) as response:
             return json.loads(response.read())
 
+    def sandbox_stats(self):
+        with urllib.request.urlopen(f"{self.sandbox}/_sandbox/stats", timeout=120) as response:
+            return json.loads(response.read())
+
 
 def log(message):
     print(f"[hostile {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -1036,7 +1682,8 @@ def seed_phase(stack, rng, api, count=3):
     seeds = []
     for _ in range(count):
         company, batch = new_id(rng), valid_batch(rng, api, 2)
-        batch.pop("reimbursableExpenses", None)
+        for kind in KINDS[1:]:  # expenses only: the status attacks aim at uploaded receipts
+            batch.pop(kind, None)
         answer = stack.call(Request("POST", "approval-intake", f"/companies/{company}/expenses", dumps(batch),
                                     {"content-type": "application/json"}), timeout=600)
         seeds.append({"company": company, "ids": batch_ids(batch), "answer": answer, "syncId": None})
@@ -1108,14 +1755,20 @@ class Violations:
         return sum(len(v) for v in self.found.values())
 
 
-INVARIANTS = ["no-5xx", "answered", "hostile-refused", "valid-accepted", "replay-ignored", "nothing-left",
-              "valid-uploaded"]
+INVARIANTS = ["no-5xx", "answered", "hostile-refused", "valid-accepted", "replay-ignored", "refusal-named",
+              "nothing-left", "once-in-Codat", "valid-final"]
 
 
-def deferred(case):
-    """A valid approval the stack legitimately postponed: 502/503 with a note."""
-    body = case.answer.json() or {}
-    return case.expect == VALID and case.is_approval() and case.answer.status in (502, 503) and body.get("note")
+def deferred(case, answer=None):
+    """A valid approval (or a conflict case's valid prelude) the stack legitimately postponed:
+    502/503 with a note."""
+    answer = answer or case.answer
+    valid = case.expect == VALID or (answer is case.prelude_answer and case.finals_of_prelude)
+    return valid and case.is_approval() and answer.status in (502, 503) and (answer.json() or {}).get("note")
+
+
+def accepted(case, answer):
+    return answer is not None and answer.status is not None and (200 <= answer.status < 300 or deferred(case, answer))
 
 
 def emulator_refused(case, answer):
@@ -1137,7 +1790,7 @@ def check_answers(cases, violations):
             if answer.status is None:
                 violations.add("answered", case, f"{what}: {answer.brief()}")
             elif answer.status >= 500:
-                if what == "request" and deferred(case):
+                if deferred(case, answer):
                     deferrals.append(case)
                 elif what == "request" and emulator_refused(case, answer):
                     EMULATOR_REFUSED.append(case)
@@ -1145,7 +1798,8 @@ def check_answers(cases, violations):
                     violations.add("no-5xx", case, f"{what}: {answer.brief()}")
         prelude = case.prelude_answer
         if prelude is not None and prelude.status is not None and 300 <= prelude.status < 500:
-            violations.add("valid-accepted", case, f"genuine delivery refused: {prelude.brief()}")
+            what = "valid prelude approval" if case.is_approval() else "genuine delivery"
+            violations.add("valid-accepted", case, f"{what} refused: {prelude.brief()}")
         status = case.answer.status
         if status is None or status >= 500:
             continue
@@ -1160,7 +1814,24 @@ def check_answers(cases, violations):
                            f"unknown event type not simply acknowledged: {case.answer.brief()}")
         elif case.expect == REPLAY and ok and body.get("duplicate") is not True:
             violations.add("replay-ignored", case, f"replay processed as new: {case.answer.brief()}")
+        problem = misnamed(case.named, status, body) if case.named and not ok else None
+        if problem:
+            violations.add("refusal-named", case, f"{problem}: {case.answer.brief(300)}")
     return deferrals
+
+
+def misnamed(named, status, body):
+    """How a refusal falls short of what its case expects, or None."""
+    if status != named["status"]:
+        return f"expected {named['status']}"
+    got = body.get("field") if isinstance(body, dict) else None
+    if "field" in named and got != named["field"]:
+        return f"expected field {named['field']!r}, got {got!r}"
+    if "field_prefix" in named and not (isinstance(got, str) and got.startswith(named["field_prefix"])):
+        return f"expected a field under {named['field_prefix']!r}, got {got!r}"
+    if "words" in named and named["words"] not in json.dumps(body):
+        return f"expected the answer to name {named['words']!r}"
+    return None
 
 
 def refused_approvals(cases):
@@ -1169,7 +1840,7 @@ def refused_approvals(cases):
             and not deferred(c) and c.expense_ids]
 
 
-def check_left_behind(stack, cases, violations, workers):
+def check_left_behind(stack, cases, violations, workers, calls):
     refused = refused_approvals(cases)
     suspects = {}  # expense id -> case
     for case in refused:
@@ -1201,7 +1872,7 @@ def check_left_behind(stack, cases, violations, workers):
             if expense_id in suspects:
                 found[expense_id].append(f"S3 {obj['Key']} ({obj['Size']} bytes)")
 
-    for call in stack.sandbox_calls():
+    for call in calls:
         for expense_id in created_ids(call):
             if expense_id in suspects:
                 found[expense_id].append(f"Codat {call['method']} {call['path'].rsplit('/', 1)[-1]} -> {call['status']}")
@@ -1212,27 +1883,76 @@ def check_left_behind(stack, cases, violations, workers):
     return len(refused)
 
 
+CREATES = ("expense-transactions", "adjustment-transactions")  # POSTed in batches (reimbursable-... too)
+
+
 def created_ids(call):
-    """The transaction ids a create call in the sandbox's log carried (both APIs)."""
-    if call.get("method") != "POST" or not call.get("path", "").endswith("expense-transactions"):
+    """The transaction ids a create call in the sandbox's log carried (both APIs, every kind):
+    POSTs of expense, reimbursable and adjustment transactions carry them in their bodies, a
+    transfer's PUT in its path."""
+    path = call.get("path", "")
+    if call.get("method") == "PUT" and "/transfer-transactions/" in path:
+        transaction = path.rsplit("/", 1)[-1]
+        return [canonical(transaction) or transaction]
+    if call.get("method") != "POST" or not path.endswith(CREATES):
         return []
     body = call.get("body")
     items = body.get("items") if isinstance(body, dict) else body
     return [canonical(i["id"]) or i["id"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), str)]
 
 
-def check_uploaded(stack, cases, seeds, violations, settle, workers):
-    """Every accepted valid approval (the seeds too) ends `uploaded`."""
-    pending = {}  # (company, id) -> case or None (seed)
+def owners(cases):
+    """id -> the case that approved it (valid approvals and conflict preludes)."""
+    found = {}
     for case in cases:
-        if case.expect == VALID and case.is_approval() and case.answer.status is not None \
-                and (200 <= case.answer.status < 300 or deferred(case)):
-            for expense_id in case.expense_ids:
+        for expense_id in case.finals:
+            found.setdefault(expense_id, case)
+    return found
+
+
+def check_once_in_codat(stack, cases, violations, calls):
+    """No transfer or adjustment reached Codat twice. The sandbox counts a transfer's PUTs per
+    id (a second is a resend or an update, each a new sync of it); and no transfer or adjustment
+    id may be in two create calls of the log, whatever their answers (the sandbox refuses a
+    reused adjustment id, so a second attempt shows only there). No faults are injected here,
+    so no answer is lost and nothing needs a second attempt."""
+    owner = owners(cases)
+    orphan = Case("transfers", "unknown", "an id no case approved", VALID, None)
+    for company, stats in stack.sandbox_stats().get("companies", {}).items():
+        for transfer_id, writes in stats.get("transfers", {}).items():
+            if writes.get("resends") or writes.get("updates") or writes.get("creates", 0) > 1:
+                violations.add("once-in-Codat", owner.get(transfer_id, orphan),
+                               f"transfer {transfer_id} of company {company} was PUT more than once: {writes}")
+    creates = defaultdict(list)  # id -> [(seq, status)]
+    for call in calls:
+        path = call.get("path", "")
+        if path.endswith("adjustment-transactions") or "/transfer-transactions/" in path:
+            for transaction_id in created_ids(call):
+                creates[transaction_id].append((call.get("seq"), call.get("status")))
+    for transaction_id, seen in creates.items():
+        if len(seen) > 1:
+            violations.add("once-in-Codat", owner.get(transaction_id, orphan),
+                           f"{transaction_id} is in {len(seen)} create calls (seq, status): {seen}")
+    return len(creates)
+
+
+def check_final(stack, cases, seeds, violations, settle, workers):
+    """Every accepted valid approval (the seeds, and conflict cases' preludes, too) reaches its
+    terminal status: `uploaded` for expenses, `recordedWithoutAttachment` for transfers and
+    adjustments."""
+    pending, expected = {}, {}  # (company, id) -> case or None (seed); (company, id) -> status
+    for case in cases:
+        answer = case.prelude_answer if case.finals_of_prelude else case.answer
+        if case.is_approval() and case.finals and accepted(case, answer):
+            for expense_id, final in case.finals.items():
                 pending.setdefault((case.companies[0], expense_id), case)
+                expected.setdefault((case.companies[0], expense_id), final)
     for seed in seeds:
         for expense_id in seed["ids"]:
             pending.setdefault((seed["company"], expense_id), None)
-    log(f"waiting up to {settle}s for {len(pending)} valid expenses to reach uploaded")
+            expected.setdefault((seed["company"], expense_id), "uploaded")
+    log(f"waiting up to {settle}s for {len(pending)} valid items to reach their final status "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(Counter(expected.values()).items()))})")
     last, stopped = {}, {}
     deadline = time.time() + settle
     with ThreadPoolExecutor(workers) as pool:
@@ -1240,18 +1960,18 @@ def check_uploaded(stack, cases, seeds, violations, settle, workers):
             keys = list(pending)
             for key, (status, view) in zip(keys, pool.map(lambda k: stack.status_of(*k, timeout=60), keys)):
                 last[key] = (status, view.get("status"), view.get("failure"))
-                if view.get("status") == "uploaded":
+                if view.get("status") == expected[key]:
                     pending.pop(key)
-                elif view.get("status") in FINAL:  # stopped short of uploaded: no use waiting
+                elif view.get("status") in FINAL:  # stopped at another final status: no use waiting
                     stopped[key] = pending.pop(key)
             if pending:
                 time.sleep(3)
     for (company, expense_id), case in {**pending, **stopped}.items():
         status, state, failure = last.get((company, expense_id), (None, None, None))
         subject = case or Case("seed", "seed approval", f"seed approval for company {company}", VALID, None)
-        violations.add("valid-uploaded", subject,
-                       f"{expense_id} is {state or f'unreadable ({status})'} after {settle}s"
-                       + (f": {failure}" if failure else ""))
+        violations.add("valid-final", subject,
+                       f"{expense_id} is {state or f'unreadable ({status})'} after {settle}s, not "
+                       f"{expected[(company, expense_id)]}" + (f": {failure}" if failure else ""))
     return len(last)
 
 
@@ -1320,7 +2040,8 @@ def parse_args():
                         help="the API the stack's approval intake uses (sets CODAT_API; default expenses)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds any answer may take (default 30)")
     parser.add_argument("--settle", type=float, default=300.0,
-                        help="seconds valid approvals may take to reach uploaded after the run (default 300)")
+                        help="seconds valid approvals may take to reach their final status after the run "
+                        "(default 300)")
     parser.add_argument("--functions-url", help="a running stack's function URL base, e.g. "
                         "http://127.0.0.1:9000/lambda-url (then nothing is started)")
     parser.add_argument("--sandbox-url", default=devenv.SANDBOX_URL, help="its Codat sandbox")
@@ -1352,8 +2073,10 @@ def main():
         seconds = run_cases(stack, cases, args.workers)
         violations = Violations()
         deferrals = check_answers(cases, violations)
-        check_uploaded(stack, cases, seeds, violations, args.settle, args.workers)
-        check_left_behind(stack, cases, violations, args.workers)
+        check_final(stack, cases, seeds, violations, args.settle, args.workers)
+        calls = stack.sandbox_calls()
+        check_left_behind(stack, cases, violations, args.workers, calls)
+        log(f"checked {check_once_in_codat(stack, cases, violations, calls)} transfer and adjustment ids in Codat")
         print_violations(violations)
         report(cases, violations, deferrals, seed, args, seconds)
         return 1 if violations.total() else 0
