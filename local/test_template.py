@@ -49,6 +49,13 @@ class FilterMatching(unittest.TestCase):
         self.assertFalse(tpl.passes(self.initiate, record("REMOVE", old=lock("initiation"))))
         self.assertFalse(tpl.passes(self.initiate, record("INSERT", lock("initiation"))))
 
+    def test_initiation_records_each_webhook_notice_once(self):
+        notice = {"kind": {"S": "webhookNotice"}, "syncId": {"S": "x"}}
+        self.assertTrue(tpl.passes(self.initiate, record("INSERT", notice)))
+        # Its expiry (TTL) is no second notice.
+        self.assertFalse(tpl.passes(self.initiate, record("REMOVE", old=notice)))
+        self.assertFalse(tpl.passes(self.upload, record("INSERT", notice)))
+
     def test_rule_operators(self):
         rec = {"a": {"S": "prefix-value"}, "n": {"N": "5"}}
         self.assertTrue(tpl.matches({"a": {"S": [{"prefix": "prefix-"}]}}, rec))

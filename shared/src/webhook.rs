@@ -24,13 +24,7 @@ pub enum WebhookError {
     Malformed { field: String, message: String },
 }
 
-/// A sync Codat says has finished, successfully or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncNotice {
-    pub company_id: CompanyId,
-    pub sync_id: SyncId,
-    pub successful: bool,
-}
+pub use crate::domain::SyncNotice;
 
 /// An authenticated delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]

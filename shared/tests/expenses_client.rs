@@ -242,3 +242,17 @@ async fn a_retry_refused_after_an_unavailable_answer_counts_as_maybe_applied() {
     let err = codat.expenses().create(company, &[&payment(id, 5.0)]).await.unwrap_err();
     assert!(matches!(err, CodatError::Rejected { status: 400, .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_slow_codat_never_keeps_a_call_past_its_retry_budget() {
+    let base = codat_sandbox::spawn(Config::for_tests(KEY)).await;
+    let retry = RetryPolicy { max_elapsed: Duration::from_secs(2), ..Default::default() };
+    let codat = CodatClient::new(&base, KEY, retry).unwrap();
+    let company = CompanyId::random();
+    // Every answer takes 10 s: far longer than the budget; the attempt timeout used to be 25 s.
+    fault(&base, json!({"pathContains": "/syncs/list/status", "delayMs": 10_000, "times": 5})).await;
+    let started = std::time::Instant::now();
+    let err = codat.expenses().list_sync_statuses(company).await.unwrap_err();
+    assert!(matches!(err, CodatError::Unavailable { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(3500), "gave up after {:?}", started.elapsed());
+}

@@ -282,7 +282,8 @@ async fn claims_older_than_any_invocation_are_settled_and_fresh_ones_stay() {
         report_grace: Duration::days(1),
         sync_deadline: Duration::hours(30),
     };
-    let report = expense_sync::flows::sweep::sweep(&store, &codat, patience).await.unwrap();
+    let deadline = expense_sync::flows::deadline::Deadline::NONE;
+    let report = expense_sync::flows::sweep::sweep(&store, &codat, patience, deadline).await.unwrap();
     assert!(report.claims_expired >= 3, "{report:?}");
     assert_eq!(report.creates_resolved, 1, "{report:?}");
     assert!(report.uploads_requeued >= 1 && report.syncs_finished >= 1, "{report:?}");

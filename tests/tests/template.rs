@@ -116,7 +116,7 @@ fn the_template_declares_exactly_the_routes_the_code_serves() {
 fn stream_triggers_only_see_the_transitions_they_act_on() {
     let template = template();
     let resources = &template["Resources"];
-    for (function, wanted) in [("SyncInitiationFunction", 2), ("AttachmentUploadFunction", 1)] {
+    for (function, wanted) in [("SyncInitiationFunction", 3), ("AttachmentUploadFunction", 1)] {
         let events = resources[function]["Properties"]["Events"].as_mapping().unwrap();
         let stream = events.values().find(|e| e["Type"].as_str() == Some("DynamoDB")).unwrap();
         let p = &stream["Properties"];

@@ -4,6 +4,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use expense_sync::codat::CodatClient;
 use expense_sync::domain::Status;
+use expense_sync::flows::deadline::Deadline;
 use expense_sync::flows::upload::{upload_receipt, Platforms, Uploaded};
 use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
@@ -35,6 +36,9 @@ impl Services {
     }
 }
 
+/// Beyond the upload call's retry budget: reading the receipt and the company's connections.
+const UPLOAD_EXTRA: Duration = Duration::from_secs(5);
+
 /// Uploads the receipt of every expense that just became `synced`. Only the records that
 /// failed in a retryable way are reported, so the others are not replayed.
 pub async fn handle(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
@@ -42,8 +46,19 @@ pub async fn handle(services: &Services, event: LambdaEvent<StreamEvent>) -> Res
 }
 
 async fn handle_event(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
+    let deadline = Deadline::from_epoch_ms(event.context.deadline);
     let mut failures = Vec::new();
     for record in event.payload.records {
+        // No claim this invocation could not finish: report this record and the ones after it
+        // (the event source mapping redelivers from the first one reported).
+        if !deadline.allows(services.codat.retry_budget() + UPLOAD_EXTRA) {
+            let left_ms = deadline.remaining().map(|left| left.as_millis() as u64);
+            tracing::warn!(left_ms, "too little time left for another upload; the rest of the batch is redelivered");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            failures.push(failure);
+            break;
+        }
         let keys: ItemKeys = serde_dynamo::from_item(record.change.new_image).unwrap_or_default();
         // The event source mapping filters these already; this keeps a broad filter harmless.
         if keys.kind.as_deref() != Some("expense") || keys.status.as_deref() != Some(Status::Synced.as_str()) {

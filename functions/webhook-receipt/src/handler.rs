@@ -1,26 +1,25 @@
-use expense_sync::codat::CodatClient;
+use expense_sync::domain::ReceivedNotice;
 use expense_sync::edge::{json, problem, CODAT_WEBHOOK};
-use expense_sync::flows::outcome::{record_sync_outcome, Recorded};
-use expense_sync::flows::FlowError;
 use expense_sync::store::Store;
 use expense_sync::telemetry::{metered, Usage};
 use expense_sync::webhook::{WebhookError, WebhookVerifier};
-use std::time::Duration;
 
 use lambda_http::http::{Response, StatusCode};
 use lambda_http::{Error, Request};
 use serde_json::json as value;
 use tracing::Instrument;
 
+/// The fast path: verify, record the notice (one conditional put), answer. The sync's outcome
+/// is recorded from the notice's stream record by sync-initiation, so a sync of thousands of
+/// transactions never holds Codat's 15-second delivery window.
 pub struct Services {
     pub store: Store,
-    pub codat: CodatClient,
     pub verifier: WebhookVerifier,
 }
 
 impl Services {
     fn usage(&self) -> Usage {
-        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: self.codat.calls_made() }
+        Usage { dynamodb_requests: self.store.requests_made(), codat_calls: 0 }
     }
 
     pub async fn from_env() -> Result<Self, Error> {
@@ -30,8 +29,6 @@ impl Services {
         let legacy_authorization = secret("CODAT_LEGACY_WEBHOOK_AUTHORIZATION").await.ok();
         Ok(Self {
             store: Store::from_env(&config)?,
-            // Codat waits 15 s for an answer: a slow Codat makes us answer 503 and Codat redelivers.
-            codat: expense_sync::secrets::codat_client(&config, Duration::from_secs(8)).await?,
             verifier: WebhookVerifier::new(signing_secret.as_deref(), legacy_authorization.as_deref())?,
         })
     }
@@ -67,33 +64,29 @@ async fn handle_event(services: &Services, request: Request) -> Result<Response<
         sync_id = %notice.sync_id,
         successful = notice.successful,
     );
+    let received = ReceivedNotice {
+        webhook_id: delivery.id.clone(),
+        company_id: notice.company_id,
+        sync_id: notice.sync_id,
+        successful: notice.successful,
+        received_at: chrono::Utc::now(),
+    };
     async {
-        match services.store.webhook_seen(&delivery.id).await {
-            Ok(true) => return Ok(json(StatusCode::OK, &value!({"duplicate": true}))),
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "could not check for a duplicate; processing anyway"),
-        }
-        // Recording is idempotent, so a delivery processed twice changes nothing.
-        match record_sync_outcome(&services.store, &services.codat, notice.company_id, notice.sync_id).await {
-            Ok(recorded) => {
-                tracing::info!(?recorded, "webhook processed");
-                // An unknown sync may be one whose initiation is still being recorded: leave
-                // Codat's redeliveries free to find it then.
-                if recorded != Recorded::UnknownSync {
-                    if let Err(err) = services.store.remember_webhook(&delivery.id, notice.sync_id).await {
-                        tracing::warn!(error = %err, "could not remember the delivery");
-                    }
-                }
-                Ok(json(StatusCode::OK, &value!({"recorded": format!("{recorded:?}")})))
+        match services.store.record_notice(&received).await {
+            Ok(true) => {
+                tracing::info!("webhook recorded; its sync's outcome is recorded from the stream");
+                Ok(json(StatusCode::OK, &value!({"queued": true})))
             }
+            Ok(false) => Ok(json(StatusCode::OK, &value!({"duplicate": true}))),
             Err(err) => {
                 // A non-2xx makes Codat redeliver; the schedule sweep also polls this sync.
-                tracing::error!(error = %err, "sync outcome not recorded");
-                let status = match err {
-                    FlowError::Retry(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    FlowError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                Ok(problem(status, "retry", None, "the outcome could not be recorded yet; redeliver"))
+                tracing::error!(error = %err, "webhook not recorded");
+                Ok(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "retry",
+                    None,
+                    "the notice could not be recorded yet; redeliver",
+                ))
             }
         }
     }
@@ -123,18 +116,22 @@ mod tests {
         let services = Services::from_env().await.unwrap();
         let secret = std::env::var("CODAT_WEBHOOK_SECRET").unwrap();
         let id = format!("msg_{}", uuid_like());
-        let request = fixture("apigw-v2-webhook.json", |event| {
+        let now = chrono_now();
+        let signed = |event: &mut serde_json::Value| {
             let body = event["body"].as_str().unwrap().to_string();
-            let now = chrono_now();
             let signature = svix::webhooks::Webhook::new(&secret).unwrap().sign(&id, now, body.as_bytes()).unwrap();
             event["headers"]["webhook-id"] = id.clone().into();
             event["headers"]["webhook-timestamp"] = now.to_string().into();
             event["headers"]["webhook-signature"] = signature.into();
-        });
+        };
+        let request = fixture("apigw-v2-webhook.json", signed);
         let first = handle(&services, request).await.unwrap();
         assert_eq!(first.status(), 200, "{}", first.body());
-        // Not a sync this deployment started: acknowledged, nothing recorded.
-        assert!(first.body().contains("UnknownSync"), "{}", first.body());
+        assert!(first.body().contains("queued"), "{}", first.body());
+        // Codat's redelivery of the same message is acknowledged and not recorded again.
+        let again = handle(&services, fixture("apigw-v2-webhook.json", signed)).await.unwrap();
+        assert_eq!(again.status(), 200, "{}", again.body());
+        assert!(again.body().contains("duplicate"), "{}", again.body());
     }
 
     fn chrono_now() -> i64 {

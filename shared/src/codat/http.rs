@@ -20,6 +20,11 @@ use crate::domain::CompanyId;
 
 /// Transactions requested per page; the spec allows up to 5000 (PagingInfo says 2000).
 const PAGE_SIZE: u32 = 1000;
+/// The longest one attempt may wait for Codat's answer; never longer than the retry budget
+/// left, so a call as a whole ends within its budget.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(25);
+/// The shortest timeout an attempt gets, even at the end of the budget.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -65,7 +70,6 @@ impl CodatClient {
         authorization.set_sensitive(true);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(25))
             .user_agent(concat!("expense-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -117,7 +121,10 @@ impl CodatClient {
         let mut answered_unavailable: Option<StatusCode> = None;
         loop {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            let request = build().header(AUTHORIZATION, self.authorization.clone());
+            let left = self.retry.max_elapsed.saturating_sub(started.elapsed());
+            let request = build()
+                .header(AUTHORIZATION, self.authorization.clone())
+                .timeout(left.clamp(MIN_ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT));
             let outcome = request.send().await;
             let retry_after = match outcome {
                 Ok(response) if success.contains(&response.status()) => {

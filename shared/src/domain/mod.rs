@@ -13,7 +13,7 @@ pub use approval::{ApprovalBatch, ApprovedExpense, IntakeRules, Receipt, Validat
 pub use entry::{Adjustment, AdjustmentLine, AdjustmentType, Entry, EntryKind, Transfer, TransferSide, TransferType};
 pub use expense::{Event, Expense, Failure, InvalidTransition, ReceiptRef, Stage, Status, Transition};
 pub use ids::{CompanyId, DatasetId, ExpenseId, SyncId};
-pub use sync::{Created, Dataset, DatasetStatus, LockHolder, Sync, SyncLock, SyncState};
+pub use sync::{Created, Dataset, DatasetStatus, LockHolder, ReceivedNotice, Sync, SyncLock, SyncNotice, SyncState};
 pub use transaction::{
     BillTo, Contact, ContactType, Line, Ref, Tracking, TrackingDataType, Transaction, TransactionKind,
 };

@@ -6,6 +6,28 @@ use uuid::Uuid;
 
 use super::{CodatApi, CompanyId, DatasetId, ExpenseId, SyncId};
 
+/// A sync Codat says has finished, successfully or not: what a verified webhook tells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncNotice {
+    pub company_id: CompanyId,
+    pub sync_id: SyncId,
+    pub successful: bool,
+}
+
+/// A verified webhook delivery as stored: its id de-duplicates Codat's redeliveries, and its
+/// insert on the table's stream is where the sync's outcome is recorded, so the webhook itself
+/// answers at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedNotice {
+    pub webhook_id: String,
+    pub company_id: CompanyId,
+    pub sync_id: SyncId,
+    pub successful: bool,
+    pub received_at: DateTime<Utc>,
+}
+
 /// What Codat answered a create with: a v1 dataset to sync later, or (current API) the sync
 /// Codat already queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

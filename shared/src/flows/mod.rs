@@ -8,6 +8,7 @@
 //! | check transactions       | [`outcome`] | webhook-receipt, sync-initiation's sweep |
 //! | upload receipt           | [`upload`]  | attachment-upload (stream)           |
 
+pub mod deadline;
 pub mod initiate;
 #[cfg(feature = "receipts")]
 pub mod intake;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{apply_once, FlowError};
 use crate::codat::{CodatClient, CodatError, Transaction};
-use crate::domain::{CodatApi, CompanyId, Event, ExpenseId, Failure, Stage, Status, SyncId, SyncState};
+use crate::domain::{CodatApi, CompanyId, Event, ExpenseId, Failure, ReceivedNotice, Stage, Status, SyncId, SyncState};
 use crate::store::Store;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +21,25 @@ pub enum Recorded {
     AlreadyFinished,
     /// Not a sync this deployment started (another system on the same Codat client).
     UnknownSync,
+}
+
+/// Records the outcome of the sync a webhook notified (from the notice's stream record). A sync
+/// not recorded here is acknowledged, not retried: retrying the record would hold up every
+/// record behind it on the stream's shard. If it is ours after all (its create's answer was
+/// still being written), the sweep polls it like any sync whose webhook is late.
+pub async fn record_notified_outcome(
+    store: &Store,
+    codat: &CodatClient,
+    notice: &ReceivedNotice,
+) -> Result<Recorded, FlowError> {
+    let recorded = record_sync_outcome(store, codat, notice.company_id, notice.sync_id).await?;
+    if recorded == Recorded::UnknownSync {
+        tracing::info!(
+            age_ms = (chrono::Utc::now() - notice.received_at).num_milliseconds(),
+            "notice of a sync not recorded here; if it is ours, the sweep polls it"
+        );
+    }
+    Ok(recorded)
 }
 
 pub async fn record_sync_outcome(

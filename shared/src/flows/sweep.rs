@@ -10,10 +10,13 @@
 //! * poll syncs whose webhook never came (`GET .../syncs/{syncId}/status`, then the transactions),
 //!   and close those Codat never finishes (or cannot be asked about) by an absolute deadline.
 
+use std::time::Duration as StdDuration;
+
 use chrono::{Duration, Utc};
 
 use std::collections::BTreeMap;
 
+use super::deadline::{Deadline, Phases};
 use super::initiate::{initiate_sync, Initiated};
 use super::outcome::{close_sync, record_sync_outcome, Closing, Recorded};
 use super::resolve::resolve_lost_creates;
@@ -46,6 +49,8 @@ pub struct SweepReport {
     pub syncs_started: usize,
     pub syncs_polled: usize,
     pub syncs_finished: usize,
+    /// Phases that ran out of their time box before their work was done.
+    pub cut_short: Vec<&'static str>,
     pub errors: Vec<String>,
 }
 
@@ -73,17 +78,50 @@ impl Default for Patience {
     }
 }
 
-pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Result<SweepReport, FlowError> {
+/// The sweep's phases, in order; each is time-boxed (see [`Phases`]).
+const PHASES: [&str; 6] = [
+    "resubmit approved",
+    "resolve lost creates",
+    "expire claims",
+    "requeue uploads",
+    "initiate v1 syncs",
+    "poll syncs",
+];
+
+/// What one unit of work that only writes to DynamoDB may take.
+const STORE_WORK: StdDuration = StdDuration::from_secs(1);
+
+/// One pass of the safety net, within `deadline` (the invocation's end): no unit of work is
+/// started that could not finish by then, and each phase has its share of the time, so the
+/// later ones are never starved. What is left is picked up by the next pass.
+pub async fn sweep(
+    store: &Store,
+    codat: &CodatClient,
+    patience: Patience,
+    deadline: Deadline,
+) -> Result<SweepReport, FlowError> {
     let Patience { poll_after, claim_timeout, report_grace, sync_deadline } = patience;
     let mut report = SweepReport::default();
     let now = Utc::now();
+    let mut phases = Phases::new(deadline, PHASES.len() as u32);
+    // A unit that calls Codat: its calls' retry budget (a few calls fit in it in practice).
+    let codat_work = codat.retry_budget();
+    fn cut_short(report: &mut SweepReport, phase: usize) {
+        tracing::warn!(phase = PHASES[phase], "out of time for this phase; the next sweep goes on");
+        report.cut_short.push(PHASES[phase]);
+    }
 
     let mut approved: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
     for expense in store.stale_approved_expenses(now - poll_after).await? {
         approved.entry(expense.company_id).or_default().push(expense);
     }
+    phases.next();
     for (company, expenses) in approved {
-        match submit_approved(store, codat, company, &expenses, None).await {
+        if !phases.may_start(codat_work) {
+            cut_short(&mut report, 0);
+            break;
+        }
+        match submit_approved(store, codat, company, &expenses, deadline.instant()).await {
             Ok(_) => report.expenses_resubmitted += expenses.len(),
             Err(err) => report.errors.push(format!("company {company}: {err}")),
         }
@@ -99,7 +137,12 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
             abandoned.push(expense);
         }
     }
+    phases.next();
     for (company, claimed) in lost {
+        if !phases.may_start(codat_work) {
+            cut_short(&mut report, 1);
+            break;
+        }
         let resolution = resolve_lost_creates(store, codat, company, claimed).await?;
         report.creates_resolved += resolution.resolved;
         let settle = match &resolution.lookup_failed {
@@ -125,7 +168,12 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
         }
     }
 
+    phases.next();
     for mut expense in abandoned {
+        if !phases.may_start(STORE_WORK) {
+            cut_short(&mut report, 2);
+            break;
+        }
         let (stage, event): (Stage, fn(Failure) -> Event) = match expense.status {
             Status::Submitting => (Stage::Submission, Event::SubmissionUnconfirmed),
             Status::Uploading => (Stage::Upload, Event::UploadUnconfirmed),
@@ -141,20 +189,35 @@ pub async fn sweep(store: &Store, codat: &CodatClient, patience: Patience) -> Re
             report.claims_expired += 1;
         }
     }
+    phases.next();
     for expense in store.stale_synced_expenses(now - poll_after).await? {
+        if !phases.may_start(STORE_WORK) {
+            cut_short(&mut report, 3);
+            break;
+        }
         if store.requeue_upload(&expense).await? {
             tracing::info!(expense_id = %expense.expense_id, "upload requeued");
             report.uploads_requeued += 1;
         }
     }
+    phases.next();
     for company in store.companies_with_pending_datasets().await? {
+        if !phases.may_start(codat_work) {
+            cut_short(&mut report, 4);
+            break;
+        }
         match initiate_sync(store, codat, company).await {
             Ok(Initiated::Started { .. }) => report.syncs_started += 1,
             Ok(_) => {}
             Err(err) => report.errors.push(format!("company {company}: {err}")),
         }
     }
+    phases.next();
     for sync in store.running_syncs(Utc::now() - poll_after).await? {
+        if !phases.may_start(codat_work) {
+            cut_short(&mut report, 5);
+            break;
+        }
         let (company, sync_id) = (sync.company_id, sync.sync_id);
         report.syncs_polled += 1;
         let overdue = sync.started_at < now - sync_deadline;

@@ -1,30 +1,29 @@
-//! Webhook deliveries already processed, remembered for a week.
+//! Verified webhook deliveries, kept for a week: the first of each id is recorded, and its
+//! insert on the stream has the sync-initiation function record the sync's outcome.
 
 use super::*;
+use crate::domain::ReceivedNotice;
 
 impl Store {
-    pub async fn webhook_seen(&self, webhook_id: &str) -> Result<bool, StoreError> {
+    /// Records a delivery unless its id was recorded before (Codat redelivers for about 32
+    /// hours); `false` for a redelivery.
+    pub async fn record_notice(&self, notice: &ReceivedNotice) -> Result<bool, StoreError> {
         self.count(1);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("WEBHOOK#{webhook_id}"), "WEBHOOK".into())))
-            .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(out.item.is_some())
-    }
-
-    /// Remembers a processed delivery for a week (Codat retries for up to about 32 hours).
-    pub async fn remember_webhook(&self, webhook_id: &str, sync: SyncId) -> Result<(), StoreError> {
-        self.count(1);
-        let expires = (Utc::now() + Duration::days(7)).timestamp();
-        let mut record = key(format!("WEBHOOK#{webhook_id}"), "WEBHOOK".into());
-        record.insert("kind".into(), s("webhook"));
-        record.insert("syncId".into(), s(sync.to_string()));
+        let expires = (notice.received_at + Duration::days(7)).timestamp();
+        let mut record = item(notice, key(format!("WEBHOOK#{}", notice.webhook_id), "WEBHOOK".into()), "webhookNotice");
         record.insert("ttl".into(), AttributeValue::N(expires.to_string()));
-        self.client.put_item().table_name(&self.table).set_item(Some(record)).send().await.map_err(dynamo)?;
-        Ok(())
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(dynamo(err)),
+        }
     }
 }
