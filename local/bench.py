@@ -197,7 +197,8 @@ def flow(expenses, codat_api):
     print("\nCodat calls by endpoint (sandbox log):")
     kinds = {}
     for call in sandbox:
-        path = call["path"].split("/sync/expenses/")[1]
+        # Sync for Expenses paths, and the company's connections (read before uploads).
+        path = call["path"].split(f"/companies/{company}/", 1)[1].removeprefix("sync/expenses/")
         kind = f"{call['method']} " + ("syncs/{id}/transactions/{id}/attachments" if path.endswith("/attachments")
                                        else "syncs/{id}/" + path.rsplit("/", 1)[1] if path.startswith("syncs/") else path)
         kinds[kind] = kinds.get(kind, 0) + 1

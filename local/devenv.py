@@ -138,6 +138,9 @@ def function_env(template, sweep_poll_after, codat_api):
         "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
         "SWEEP_REPORT_GRACE_SECONDS": str(sweep_poll_after * 3),
         "SWEEP_SYNC_DEADLINE_SECONDS": str(sweep_poll_after * 20),
+        # As deployed: above the longest claiming function's timeout. Locally nothing enforces
+        # those timeouts, so it must not be shorter.
+        "SWEEP_CLAIM_TIMEOUT_SECONDS": "360",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
         "METRICS_NAMESPACE": "expense-sync-local",
     }

@@ -256,3 +256,23 @@ async fn a_slow_codat_never_keeps_a_call_past_its_retry_budget() {
     assert!(matches!(err, CodatError::Unavailable { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_millis(3500), "gave up after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_503_is_retried_only_for_creates_codat_would_refuse_to_repeat() {
+    let base = codat_sandbox::spawn(Config::for_tests(KEY)).await;
+    let codat = client(&base);
+    let company = CompanyId::random();
+    // Codat acted, then a gateway answered 503: an upload sent again attaches the receipt twice.
+    fault(&base, json!({"pathContains": "/attachments", "status": 503, "times": 1})).await;
+    let before = codat.calls_made();
+    let sync = expense_sync::domain::SyncId::random();
+    let err = codat.upload_attachment(company, sync, ExpenseId::random(), "r.png", "image/png", b"png").await;
+    assert!(matches!(err, Err(CodatError::Unavailable { maybe_applied: true, .. })), "{err:?}");
+    assert_eq!(codat.calls_made() - before, 1, "an upload answered 503 is not sent again");
+
+    // An expense create is: a repeat of one Codat took is refused, never taken twice.
+    fault(&base, json!({"pathContains": "/expense-transactions", "status": 503, "times": 1})).await;
+    let before = codat.calls_made();
+    codat.expenses().create(company, &[&payment(ExpenseId::random(), 5.0)]).await.unwrap();
+    assert_eq!(codat.calls_made() - before, 2);
+}

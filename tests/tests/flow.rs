@@ -377,3 +377,53 @@ async fn a_create_that_could_outlast_the_request_is_not_started_and_the_sweep_se
         assert_eq!(count(&items, &id), 1, "expense {id} must reach Codat exactly once");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn a_webhook_is_answered_at_once_however_slow_codat_is_to_list_the_sync() {
+    let stack = Stack::from_env();
+    let approval = stack.sample_approval().cards_only();
+    let company = approval.company.clone();
+    // Every read under .../syncs/ takes 10 s: listing the sync's transactions inside the
+    // webhook would blow Codat's 15-second window twice over (the outcome needs two reads).
+    let slow = json!({"pathContains": format!("{company}/sync/expenses/syncs/"), "method": "GET", "delayMs": 10_000,
+        "times": 4});
+    stack.inject_fault(slow).await;
+    stack.drop_webhooks(&company, 1).await; // ours is the delivery
+    let (status, answer) = stack.approve(&company, &approval.body).await;
+    assert!(status == 202 || status == 502, "{answer}");
+    let first = &approval.ids()[0];
+    let sync_id = loop {
+        let (_, view) = stack.expense(&company, first).await;
+        if let Some(sync) = view["syncId"].as_str() {
+            break sync.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let secret = std::env::var("CODAT_WEBHOOK_SECRET").unwrap();
+    let body = json!({"id": uuid::Uuid::new_v4(), "eventType": "expenses.sync.successful",
+        "generatedDate": "2026-12-02T00:00:00Z",
+        "payload": {"referenceCompany": {"id": company}, "syncId": sync_id}})
+    .to_string();
+    let message = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let signature = svix::webhooks::Webhook::new(&secret).unwrap().sign(&message, now, body.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let response = stack
+        .http
+        .post(format!("{}/webhook-receipt/webhooks/codat", stack.api))
+        .header("content-type", "application/json")
+        .header("webhook-id", &message)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert!(took < std::time::Duration::from_secs(2), "the webhook took {took:?}");
+    // The outcome is still recorded (from the notice's stream record) and the receipts follow.
+    let views = stack.settle(&company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
+}

@@ -131,6 +131,24 @@ fn stream_triggers_only_see_the_transitions_they_act_on() {
     }
 }
 
+#[test]
+fn a_claim_outlives_every_invocation_that_can_take_one() {
+    // approval-intake and the sweep claim expenses before a create, attachment-upload before an
+    // upload: the sweep may only call a claim abandoned once its invocation cannot still run.
+    let template = template();
+    let resources = &template["Resources"];
+    let timeout = |function: &str| resources[function]["Properties"]["Timeout"].as_u64().unwrap();
+    let claim = resources["SyncInitiationFunction"]["Properties"]["Environment"]["Variables"]
+        ["SWEEP_CLAIM_TIMEOUT_SECONDS"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    for function in ["ApprovalIntakeFunction", "SyncInitiationFunction", "AttachmentUploadFunction"] {
+        assert!(claim > timeout(function) + 30, "{function}: Timeout {} s, claim timeout {claim} s", timeout(function));
+    }
+}
+
 trait Tagged {
     fn is_tagged(&self) -> bool;
 }

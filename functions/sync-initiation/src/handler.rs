@@ -7,7 +7,7 @@ use expense_sync::domain::{CompanyId, ReceivedNotice};
 use expense_sync::flows::deadline::Deadline;
 use expense_sync::flows::initiate::initiate_sync;
 use expense_sync::flows::outcome::record_notified_outcome;
-use expense_sync::flows::sweep::{sweep, Patience, POLL_AFTER, REPORT_GRACE, SYNC_DEADLINE};
+use expense_sync::flows::sweep::{sweep, Patience, CLAIM_TIMEOUT, POLL_AFTER, REPORT_GRACE, SYNC_DEADLINE};
 use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
 use expense_sync::telemetry::{metered, Usage};
@@ -35,7 +35,7 @@ impl Services {
                 poll_after: seconds_from_env("SWEEP_POLL_AFTER_SECONDS")?.unwrap_or(POLL_AFTER),
                 report_grace: seconds_from_env("SWEEP_REPORT_GRACE_SECONDS")?.unwrap_or(REPORT_GRACE),
                 sync_deadline: seconds_from_env("SWEEP_SYNC_DEADLINE_SECONDS")?.unwrap_or(SYNC_DEADLINE),
-                ..Patience::default()
+                claim_timeout: seconds_from_env("SWEEP_CLAIM_TIMEOUT_SECONDS")?.unwrap_or(CLAIM_TIMEOUT),
             },
         })
     }

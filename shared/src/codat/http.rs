@@ -4,9 +4,12 @@
 //!
 //! Retries follow the YAML's `x-speakeasy-retries` (408, 429, 5XX and connection errors; backoff
 //! from 500 ms, ×1.5, each wait ≤ 60 s) bounded by a caller-chosen budget, and honour
-//! `Retry-After`. A call that creates something in Codat (a dataset, a sync, an attachment) is
-//! only repeated when the failure proves Codat did not act on it: a repeated dataset would post
-//! a transaction id twice, a repeated upload would attach a receipt twice.
+//! `Retry-After`. A call that creates something in Codat is only repeated when the failure
+//! proves Codat did not act on it (`408`, `429`, a failed connect), or, for creates of
+//! transactions under ids Codat takes once, after a `503` too (a repeat of one that took effect
+//! is refused, and that refusal is read as a lost answer). An upload, a transfer's PUT or a v1
+//! sync initiation answered `503` is not repeated: it would attach a receipt twice, write a
+//! transfer twice, or start a second sync.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +53,19 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Effect {
     ReadOnly,
+    /// Creates transactions under ids Codat holds once per company: a repeat of a create that
+    /// took effect is refused, never applied twice, so a `503` may be retried.
+    CreatesOnce,
+    /// Creates (or, a transfer's PUT, overwrites) with nothing to refuse a repeat: a second
+    /// attachment, a second sync, a second write of a transfer. Only answers that prove Codat
+    /// did nothing (`408`, `429`, a failed connect) are retried.
     Creates,
+}
+
+impl Effect {
+    fn creates(self) -> bool {
+        self != Effect::ReadOnly
+    }
 }
 
 pub struct CodatClient {
@@ -130,7 +145,7 @@ impl CodatClient {
                 Ok(response) if success.contains(&response.status()) => {
                     let status = response.status();
                     return response.json::<T>().await.map_err(|e| CodatError::Unavailable {
-                        maybe_applied: effect == Effect::Creates,
+                        maybe_applied: effect.creates(),
                         detail: format!("unreadable {status} answer: {e}"),
                     });
                 }
@@ -140,7 +155,7 @@ impl CodatClient {
                     match classify(status, effect) {
                         Verdict::Rejected => {
                             let error = error_body(response).await;
-                            if let Some(earlier) = answered_unavailable.filter(|_| effect == Effect::Creates) {
+                            if let Some(earlier) = answered_unavailable.filter(|_| effect.creates()) {
                                 return Err(CodatError::Unavailable {
                                     maybe_applied: true,
                                     detail: format!(
@@ -170,7 +185,7 @@ impl CodatClient {
                 Err(err) => {
                     // Only a failed connect proves the request never reached Codat.
                     let never_sent = err.is_connect();
-                    if effect == Effect::Creates && !never_sent {
+                    if effect.creates() && !never_sent {
                         return Err(CodatError::Unavailable { maybe_applied: true, detail: describe(&err) });
                     }
                     tracing::info!(attempt, error = %describe(&err), "Codat unreachable");
@@ -199,11 +214,14 @@ enum Verdict {
 }
 
 fn classify(status: StatusCode, effect: Effect) -> Verdict {
-    match status.as_u16() {
-        // Throttled, timed out reading our request, or down for maintenance: nothing happened.
-        408 | 429 | 503 => Verdict::Retry,
-        500..=599 if effect == Effect::ReadOnly => Verdict::Retry,
-        500..=599 => Verdict::Stop,
+    match (status.as_u16(), effect) {
+        // Throttled, or timed out reading our request: nothing happened.
+        (408 | 429, _) => Verdict::Retry,
+        (500..=599, Effect::ReadOnly) => Verdict::Retry,
+        // Usually "down for maintenance", but a gateway's 503 can come after Codat acted: only
+        // a create Codat would refuse to repeat may be sent again.
+        (503, Effect::CreatesOnce) => Verdict::Retry,
+        (500..=599, _) => Verdict::Stop,
         _ => Verdict::Rejected,
     }
 }

@@ -29,7 +29,8 @@ use crate::store::Store;
 /// A webhook normally arrives within seconds; only syncs older than this are polled.
 pub const POLL_AFTER: Duration = Duration::minutes(2);
 /// Longer than any function's timeout (Lambda's maximum is 15 minutes): a claim this old
-/// belongs to an invocation that is gone.
+/// belongs to an invocation that is gone. The template sets `SWEEP_CLAIM_TIMEOUT_SECONDS` just
+/// above the longest timeout of the functions that claim (attachment-upload's 300 s).
 pub const CLAIM_TIMEOUT: Duration = Duration::minutes(16);
 /// How long after a sync started Codat may still report its transactions; after that, the
 /// ones it never reported become `unconfirmed` and the company's lock is released.
@@ -145,6 +146,12 @@ pub async fn sweep(
         }
         let resolution = resolve_lost_creates(store, codat, company, claimed).await?;
         report.creates_resolved += resolution.resolved;
+        // Codat's lists unreadable for now is no verdict: keep asking, on every sweep, until the
+        // sync deadline; only then does a person have to check.
+        let give_up_before = match &resolution.lookup_failed {
+            None => now - claim_timeout,
+            Some(_) => now - sync_deadline,
+        };
         let settle = match &resolution.lookup_failed {
             // Codat answered, and no sync since the claim holds them: the create never took
             // effect, so once no invocation can still be making it, they are submitted again.
@@ -154,13 +161,14 @@ pub async fn sweep(
                 Event::SubmissionUnconfirmed(Failure::new(
                     Stage::Submission,
                     format!(
-                        "Codat's answer to the create was lost and its sync lists could not be read ({err}); \
-                         check in Codat whether the transaction arrived before retrying"
+                        "Codat's answer to the create was lost and its sync lists could not be read for {} hours \
+                         ({err}); check in Codat whether the transaction arrived before retrying",
+                        sync_deadline.num_hours()
                     ),
                 ))
             }
         };
-        for mut expense in resolution.unresolved.into_iter().filter(|e| e.updated_at < now - claim_timeout) {
+        for mut expense in resolution.unresolved.into_iter().filter(|e| e.updated_at < give_up_before) {
             tracing::warn!(expense_id = %expense.expense_id, event = ?settle, "lost create settled");
             if apply_once(store, &mut expense, settle.clone()).await? {
                 report.claims_expired += 1;

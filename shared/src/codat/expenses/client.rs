@@ -54,7 +54,7 @@ impl Expenses<'_> {
         let codat = self.0;
         let url = codat.url(company, path);
         let response: CreateExpenseResponse =
-            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.post(&url).json(body)).await?;
+            codat.send(Effect::CreatesOnce, &[StatusCode::OK], || codat.http.post(&url).json(body)).await?;
         Ok(response.sync_id)
     }
 

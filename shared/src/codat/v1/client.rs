@@ -22,7 +22,7 @@ impl V1<'_> {
         let items: Vec<ExpenseTransaction> = transactions.iter().map(|t| ExpenseTransaction::from(*t)).collect();
         let body = CreateExpenseRequest { items: &items };
         let response: CreateExpenseResponse =
-            codat.send(Effect::Creates, &[StatusCode::OK], || codat.http.post(&url).json(&body)).await?;
+            codat.send(Effect::CreatesOnce, &[StatusCode::OK], || codat.http.post(&url).json(&body)).await?;
         Ok(response.dataset_id)
     }
 
