@@ -125,14 +125,14 @@ def ensure_free(*ports):
                 raise SystemExit(f"port {p} is in use: stop what runs there (or set MOTO_PORT/SANDBOX_PORT/WATCH_PORT)")
 
 
-def function_env(template, sweep_poll_after, codat_api):
+def function_env(template, sweep_poll_after, codat_api, codat_base_url=None):
     """What the deployed functions get from the template, resolved for local use."""
     env = {
         **AWS_ENV,
         "CODAT_API": codat_api,
         "TABLE_NAME": TABLE,
         "RECEIPTS_BUCKET": BUCKET,
-        "CODAT_BASE_URL": SANDBOX_URL,
+        "CODAT_BASE_URL": codat_base_url or SANDBOX_URL,
         "CODAT_API_KEY": API_KEY,
         "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SWEEP_POLL_AFTER_SECONDS": str(sweep_poll_after),
@@ -178,10 +178,12 @@ def build():
     subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, check=True)
 
 
-def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api):
+def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url=None, webhook_url=None):
+    """`codat_base_url` and `webhook_url` (default: the sandbox, the webhook function) let a
+    caller put something between the functions and the sandbox, both ways (local/chaos.py)."""
     template = tpl.load(ROOT / "template.yaml")
     ensure_free(MOTO_PORT, SANDBOX_PORT, WATCH_PORT)
-    env = function_env(template, sweep_poll_after, codat_api)
+    env = function_env(template, sweep_poll_after, codat_api, codat_base_url)
     STATE.mkdir(exist_ok=True)
     (STATE / "dlq.jsonl").write_text("")
     build()
@@ -198,7 +200,7 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api):
             "SANDBOX_ADDR": f"127.0.0.1:{SANDBOX_PORT}",
             "CODAT_API_KEY": API_KEY,
             "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "SANDBOX_WEBHOOK_URL": f"{FUNCTION_URL}/webhook-receipt/webhooks/codat",
+            "SANDBOX_WEBHOOK_URL": webhook_url or f"{FUNCTION_URL}/webhook-receipt/webhooks/codat",
             "SANDBOX_SYNC_DELAY_MS": str(sync_delay_ms),
         },
     )
