@@ -212,6 +212,34 @@ def socket_pid(client_port, server_port):
 
 
 RESPAWNED = []  # (binary, Popen) started by this script after a kill
+KILLED_AT = defaultdict(list)  # binary -> monotonic times of its kills
+
+
+def unless_killed(binary, call, *args):
+    """Runs `call(*args)` in a thread; if `binary` is killed meanwhile, returns None at once.
+
+    cargo lambda never answers an invocation whose process died: its caller would wait for its
+    own timeout. Lambda answers it at once (`Runtime.ExitError`), and since each function runs
+    one invocation at a time here, the one in flight when its process is killed is the dead one."""
+    started = time.monotonic()
+    result = []
+    worker = threading.Thread(target=lambda: result.append(call(*args)), daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.25)
+        if worker.is_alive() and any(t >= started for t in KILLED_AT[binary]):
+            return None
+    return result[0] if result else None
+
+
+def kill_aware_invoke(original):
+    def invoke(invoke_url, function, payload, timeout=130):
+        answer = unless_killed(function, original, invoke_url, function, payload, timeout)
+        if answer is None:
+            return False, {"errorType": "Runtime.ExitError", "errorMessage": "RequestId: chaos Error: Runtime exited "
+                           "with error: signal: killed (the process was killed by local/chaos.py)"}
+        return answer
+    return invoke
 
 
 def process_image(pid):
@@ -302,6 +330,8 @@ class CodatProxy:
         process = subprocess.Popen([exe], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         with self.lock:
+            for _, earlier in RESPAWNED:
+                earlier.poll()  # reap the ones killed since
             RESPAWNED.append((binary, process))
 
     def decide(self, cls):
@@ -374,6 +404,7 @@ class CodatProxy:
             if binary:
                 respawn = process_image(pid)
                 os.kill(pid, signal.SIGKILL)
+                KILLED_AT[binary].append(time.monotonic())
                 self.respawn(binary, respawn)
                 with self.lock:
                     self.kills.append({**lost_record, "pid": pid, "binary": binary})
@@ -433,7 +464,11 @@ class WebhookProxy:
             self.arrived += 1
             number = self.arrived
             self.stats["received"] += 1
-            if self.rng.random() < r["wh_drop"]:
+            # Three independent draws per delivery, so each rate holds over all deliveries.
+            drop, delay_it, dup = (self.rng.random() < r[k] for k in ("wh_drop", "wh_delay", "wh_dup"))
+            delay = self.rng.uniform(2, 25)
+            extra = [self.rng.uniform(0, 20) for _ in range(self.rng.choice([1, 1, 2]))]
+            if drop:
                 self.stats["dropped"] += 1
                 try:
                     payload = json.loads(body).get("payload", {})
@@ -441,13 +476,9 @@ class WebhookProxy:
                 except (ValueError, AttributeError):
                     pass
                 return
-            delay = self.rng.uniform(2, 25) if self.rng.random() < r["wh_delay"] else 0.0
-            if delay:
-                self.stats["delayed"] += 1
-            times = [delay]
-            if self.rng.random() < r["wh_dup"]:
-                self.stats["duplicated"] += 1
-                times += [self.rng.uniform(0, 20) for _ in range(self.rng.choice([1, 1, 2]))]
+            self.stats["delayed"] += delay_it
+            self.stats["duplicated"] += dup
+            times = [delay if delay_it else 0.0] + (extra if dup else [])
         for wait in times:
             threading.Timer(wait, self.forward, (number, headers, body)).start()
 
@@ -457,18 +488,22 @@ class WebhookProxy:
             self.stats["forwarded"] += 1
         for wait in (0, 1, 5):
             time.sleep(wait)
-            request = urllib.request.Request(self.target, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    status = response.status
-            except urllib.error.HTTPError as err:
-                status = err.code
-            except OSError as err:
-                status = f"error {type(err).__name__}"
+            status = unless_killed("webhook-receipt", self.send, headers, body)
+            status = "killed" if status is None else status
             with self.lock:
                 self.answers[status] += 1
             if isinstance(status, int) and 200 <= status < 300:
                 return
+
+    def send(self, headers, body):
+        request = urllib.request.Request(self.target, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError as err:
+            return f"error {type(err).__name__}"
 
     def reordered(self):
         """Deliveries forwarded after one that arrived later."""
@@ -585,6 +620,15 @@ def make_load(rng, expenses, companies):
 
 
 def post(approval, timeout=45):
+    """One approval; an invocation killed meanwhile answers nothing (as Lambda's 502 would)."""
+    answer = unless_killed("approval-intake", post_once, approval, timeout)
+    if answer is None:
+        approval.answers.append((None, "approval-intake was killed during the request", 0.0))
+        return None
+    return answer
+
+
+def post_once(approval, timeout):
     connection = http.client.HTTPConnection("127.0.0.1", devenv.WATCH_PORT, timeout=timeout)
     started = time.monotonic()
     try:
@@ -697,17 +741,25 @@ def ok(status):
     return status is not None and 200 <= status < 300
 
 
+def history(calls_by_id, expense_id):
+    """seq:status(Codat's own status) of every create or upload call that carried the id."""
+    return ", ".join(f"#{c['seq']} {call_class(c['method'], c['path'])} {c['status']}"
+                     f"(Codat {c.get('handledStatus') or 'not reached'})" for c in calls_by_id.get(expense_id, []))
+
+
 def check(items, approvals, statuses, calls, proxy):
     violations = defaultdict(list)
     info = Counter()
     by_id = {i.id: i for i in items}
     accepted_creates, refused_creates, accepted_attachments, refused_attachments = (defaultdict(list) for _ in range(4))
     lost_by_id = defaultdict(list)
+    calls_by_id = defaultdict(list)
     for call in calls:
         cls = call_class(call["method"], call["path"])
         handled, status = call.get("handledStatus"), call["status"]
         ids = ids_in(call["method"], call["path"], call.get("rawBody") or call.get("body"))
         for expense_id in ids:
+            calls_by_id[expense_id].append(call)
             if handled is None:  # an injected fault answered before Codat saw it
                 pass
             elif cls.startswith("create-"):
@@ -726,15 +778,15 @@ def check(items, approvals, statuses, calls, proxy):
             violations["terminal"].append(f"{item.kind} {item.id} (company {item.company}) is {status or 'absent'}")
         creates = accepted_creates.get(item.id, [])
         if len(creates) > 1:
-            violations["posted-once"].append(f"{item.kind} {item.id} accepted by Codat {len(creates)} times: seq "
-                                             + ", ".join(str(c["seq"]) for c in creates))
+            violations["posted-once"].append(f"{item.kind} {item.id} (company {item.company}) accepted by Codat "
+                                             f"{len(creates)} times; its create calls: {history(calls_by_id, item.id)}")
         if refused_creates.get(item.id):
             info["create re-sent and refused by Codat (id already used)"] += sum(
                 1 for c in refused_creates[item.id] if creates and c["seq"] > creates[0]["seq"])
         attached = accepted_attachments.get(item.id, [])
         if len(attached) > 1:
-            violations["attached-once"].append(f"{item.id} attached {len(attached)} times: seq "
-                                               + ", ".join(str(c["seq"]) for c in attached))
+            violations["attached-once"].append(f"{item.kind} {item.id} (company {item.company}) attached "
+                                               f"{len(attached)} times; its upload calls: {history(calls_by_id, item.id)}")
         if status == "uploaded":
             if len(attached) != 1:
                 violations["receipt-bytes"].append(f"{item.id} uploaded with {len(attached)} accepted attachments")
@@ -867,11 +919,10 @@ def main():
         devenv.STATE = Path(args.state_dir).resolve()
     atexit.register(devenv.stop_all)
     atexit.register(stop_respawned)
-    # A killed invocation is never answered by cargo lambda: its caller waits for its own
-    # timeout. The pump and the schedule would wait 300 s; Lambda's longest timeout here is
-    # 120 s (sync-initiation; attachment-upload's 300 s is never reached by one batch), so they
-    # give up after 130 s, then the pump retries the batch as the event source mapping would.
-    pump.invoke.__defaults__ = (130,)
+    # A killed invocation is never answered by cargo lambda: the pump and the schedule would
+    # wait 300 s for it. They get Lambda's answer instead, at once (see unless_killed), and the
+    # pump retries the batch as the event source mapping would.
+    pump.invoke = kill_aware_invoke(pump.invoke)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     proxy_port, webhook_port = devenv.SANDBOX_PORT + 1, devenv.SANDBOX_PORT + 2
     devenv.ensure_free(proxy_port, webhook_port)
@@ -934,9 +985,11 @@ def main():
                   + (f" carrying {', '.join(kill['ids'])}" if kill["ids"] else ""))
         s = hooks.stats
         received = s["received"] or 1
-        print(f"webhooks from the sandbox: {s['received']}; dropped {s['dropped']} ({100 * s['dropped'] / received:.0f}%),"
-              f" delayed {s['delayed']} ({100 * s['delayed'] / received:.0f}%), duplicated {s['duplicated']} "
-              f"({100 * s['duplicated'] / received:.0f}%), forwarded {s['forwarded']}, reordered {hooks.reordered()}; "
+        kept = (s["received"] - s["dropped"]) or 1
+        print(f"webhooks from the sandbox: {s['received']}; dropped {s['dropped']} ({100 * s['dropped'] / received:.0f}%);"
+              f" of the rest delayed {s['delayed']} ({100 * s['delayed'] / kept:.0f}%), duplicated {s['duplicated']} "
+              f"({100 * s['duplicated'] / kept:.0f}%); deliveries forwarded {s['forwarded']}, "
+              f"out of arrival order {hooks.reordered()}; "
               f"webhook function answered {dict(hooks.answers)}")
         if info:
             print("information: " + "; ".join(f"{k}: {v}" for k, v in info.items()))
