@@ -779,14 +779,14 @@ def check(items, approvals, statuses, calls, proxy):
         creates = accepted_creates.get(item.id, [])
         if len(creates) > 1:
             violations["posted-once"].append(f"{item.kind} {item.id} (company {item.company}) accepted by Codat "
-                                             f"{len(creates)} times; its create calls: {history(calls_by_id, item.id)}")
+                                             f"{len(creates)} times; Codat calls carrying it: {history(calls_by_id, item.id)}")
         if refused_creates.get(item.id):
             info["create re-sent and refused by Codat (id already used)"] += sum(
                 1 for c in refused_creates[item.id] if creates and c["seq"] > creates[0]["seq"])
         attached = accepted_attachments.get(item.id, [])
         if len(attached) > 1:
             violations["attached-once"].append(f"{item.kind} {item.id} (company {item.company}) attached "
-                                               f"{len(attached)} times; its upload calls: {history(calls_by_id, item.id)}")
+                                               f"{len(attached)} times; Codat calls carrying it: {history(calls_by_id, item.id)}")
         if status == "uploaded":
             if len(attached) != 1:
                 violations["receipt-bytes"].append(f"{item.id} uploaded with {len(attached)} accepted attachments")
