@@ -54,7 +54,8 @@ Invariants, checked from the sandbox's call log and DynamoDB after everything se
                       sandbox's handledStatus 2xx while the function heard a fault, or the
                       proxy dropped/killed it), and Codat's state could not decide it: for an
                       upload always (no attachment list), for a create only if the reason says
-                      Codat's sync lists could not be read
+                      Codat's sync lists could not be read. An upload answered 5xx that Codat did
+                      not act on is counted apart: the product cannot tell it from a lost answer
   failed-real         a `failed` expense was refused by Codat: a zero-total expense (the sync's
                       ValidationError) or a create the sandbox itself answered 4xx with no
                       earlier accepted create; an `uploadFailed` one had an upload the sandbox
@@ -753,6 +754,7 @@ def check(items, approvals, statuses, calls, proxy):
     by_id = {i.id: i for i in items}
     accepted_creates, refused_creates, accepted_attachments, refused_attachments = (defaultdict(list) for _ in range(4))
     lost_by_id = defaultdict(list)
+    undecided_by_id = defaultdict(list)
     calls_by_id = defaultdict(list)
     for call in calls:
         cls = call_class(call["method"], call["path"])
@@ -768,6 +770,10 @@ def check(items, approvals, statuses, calls, proxy):
                 (accepted_attachments if ok(handled) else refused_attachments)[expense_id].append(call)
             if ok(handled) and status != handled:
                 lost_by_id[expense_id].append(f"seq {call['seq']} {cls}: Codat {handled}, answered {status}")
+            elif cls == "attachment" and status >= 500:
+                # A 5xx to an upload is no answer about its effect, and Codat has no attachment
+                # list to ask: the product cannot tell it from a lost answer.
+                undecided_by_id[expense_id].append(f"seq {call['seq']} {cls}: answered {status}")
     for record in proxy.lost:  # kills are only the proxy's to know: the sandbox answered normally
         for expense_id in record["ids"]:
             lost_by_id[expense_id].append(f"{record['cls']}: {record['how']}")
@@ -808,6 +814,8 @@ def check(items, approvals, statuses, calls, proxy):
                 create_lost = [x for x in lost if "create" in x]
                 if stage == "upload" and upload_lost:
                     info["unconfirmed upload after a real lost answer (justified)"] += 1
+                elif stage == "upload" and undecided_by_id.get(item.id):
+                    info["unconfirmed upload after a 5xx Codat did not act on (undecidable: no attachment list)"] += 1
                 elif stage == "submission" and create_lost and "could not be read" in reason:
                     info["unconfirmed create, lost answer and Codat's lists unreadable (justified)"] += 1
                 else:
@@ -896,11 +904,11 @@ def parse_args():
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
     parser.add_argument("--settle", type=float, default=1260.0,
                         help="seconds every expense may take to become terminal after the load (default 1260: "
-                             "a killed upload is unconfirmed only after the 16-minute claim timeout)")
+                             "a killed upload is unconfirmed only after the claim timeout (SWEEP_CLAIM_TIMEOUT_SECONDS, 6 minutes))")
     parser.add_argument("--workers", type=int, default=4, help="concurrent approvals (default 4)")
     parser.add_argument("--ci", action="store_true", help=f"the CI profile: {CI}, no upload kills")
     parser.add_argument("--no-upload-kills", action="store_true",
-                        help="kill no upload (a killed upload stays `uploading` until the 16-minute claim timeout)")
+                        help="kill no upload (a killed upload stays `uploading` until the claim timeout (SWEEP_CLAIM_TIMEOUT_SECONDS, 6 minutes))")
     parser.add_argument("--state-dir", default=None, help="where logs go (default .local/)")
     args = parser.parse_args()
     if args.ci:

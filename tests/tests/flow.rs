@@ -427,3 +427,34 @@ async fn a_webhook_is_answered_at_once_however_slow_codat_is_to_list_the_sync() 
     let views = stack.settle(&company, &approval.ids(), SETTLE).await;
     assert!(views.iter().all(|v| v["status"] == "uploaded"), "{views:#?}");
 }
+
+#[tokio::test]
+#[ignore = "needs the local environment: run `local/devenv.py test`"]
+async fn a_v1_sync_codat_refuses_for_its_content_fails_no_dataset_it_did_not_refuse_for() {
+    let stack = Stack::from_env();
+    if stack.api() != Api::V1 {
+        return; // the current API has no initiate call.
+    }
+    // 55 expenses: two datasets (50 + 5).
+    let approval = stack.sample_approval().cards_only().repeated(55);
+    let company = approval.company.clone();
+    let initiate = format!("{company}/sync/expenses/syncs");
+    // The first initiation is throttled past its budget, so the retry finds both datasets
+    // pending and posts them together; Codat refuses that batch (once).
+    stack
+        .inject_fault(json!({"pathContains": initiate, "method": "POST", "status": 429, "retryAfter": 3600,
+        "times": 1}))
+        .await;
+    stack.inject_fault(json!({"pathContains": initiate, "method": "POST", "status": 400, "times": 1})).await;
+    let (status, answer) = stack.approve(&company, &approval.body).await;
+    assert_eq!(status, 202, "{answer}");
+    let views = stack.settle(&company, &approval.ids(), SETTLE).await;
+    assert!(views.iter().all(|v| v["status"] == "uploaded"), "{:#?}", views.iter().find(|v| v["status"] != "uploaded"));
+    let calls = stack.codat_calls(&company).await;
+    let posted: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/sync/expenses/syncs") && c.status == 400)
+        .map(|c| c.body.as_ref().unwrap()["datasetIds"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(posted, [2], "the refused batch held both datasets: {posted:?}");
+}

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::resolve::find_created_sync;
 use super::{apply_once, failure_from, FlowError};
 use crate::codat::{CodatClient, CodatError};
-use crate::domain::{CodatApi, CompanyId, DatasetId, Event, ExpenseId, LockHolder, Stage, Sync, SyncId, SyncState};
+use crate::domain::{
+    CodatApi, CompanyId, Dataset, DatasetId, Event, ExpenseId, LockHolder, Stage, Sync, SyncId, SyncState,
+};
 use crate::store::{Store, StoreError};
 
 /// How long an initiating invocation may hold the lock: far beyond the function's timeout.
@@ -49,7 +51,37 @@ pub enum Initiated {
     },
 }
 
+/// Initiates a sync of the company's pending datasets, unless one runs. A dataset Codat refuses
+/// on its own is rejected alone, and the others are initiated at once.
 pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyId) -> Result<Initiated, FlowError> {
+    let mut outcome = initiate_once(store, codat, company).await?;
+    for _ in 0..MAX_DATASETS_PER_SYNC {
+        let Initiated::Rejected { .. } = outcome else { break };
+        match initiate_once(store, codat, company).await? {
+            Initiated::NothingPending => break,
+            next => outcome = next,
+        }
+    }
+    Ok(outcome)
+}
+
+/// Posts a sync of `pending`. Codat refusing a batch for its content (not for access) did
+/// nothing, so its first half is tried alone, down to a single dataset: one bad dataset never
+/// fails the others, which stay pending. `pending` is left as what was last posted.
+async fn post_sync(codat: &CodatClient, company: CompanyId, pending: &mut Vec<Dataset>) -> Result<SyncId, CodatError> {
+    loop {
+        let ids: Vec<DatasetId> = pending.iter().map(|d| d.dataset_id).collect();
+        match codat.v1().initiate_sync(company, &ids).await {
+            Err(err @ CodatError::Rejected { .. }) if !err.is_access_refusal() && pending.len() > 1 => {
+                tracing::warn!(error = %err, datasets = pending.len(), "Codat refused the batch; trying its first half alone");
+                pending.truncate(pending.len() / 2);
+            }
+            answer => return answer,
+        }
+    }
+}
+
+async fn initiate_once(store: &Store, codat: &CodatClient, company: CompanyId) -> Result<Initiated, FlowError> {
     let token = Uuid::new_v4();
     let Some(previous) = store.take_lock(company, token, INITIATION_LEASE).await? else {
         return Ok(Initiated::Busy);
@@ -81,16 +113,16 @@ pub async fn initiate_sync(store: &Store, codat: &CodatClient, company: CompanyI
     if let Some((_, held)) = &found {
         pending.retain(|d| d.expense_ids.iter().any(|id| held.contains(id)));
     }
-    let dataset_ids: Vec<DatasetId> = pending.iter().map(|d| d.dataset_id).collect();
-    let expense_ids: Vec<ExpenseId> = pending.iter().flat_map(|d| d.expense_ids.iter().copied()).collect();
     let sent_at = Utc::now();
     let answer = match found {
         Some((sync_id, _)) => {
             tracing::info!(%sync_id, "an earlier initiation's sync found in Codat's lists; adopting it");
             Ok(sync_id)
         }
-        None => codat.v1().initiate_sync(company, &dataset_ids).await,
+        None => post_sync(codat, company, &mut pending).await,
     };
+    let dataset_ids: Vec<DatasetId> = pending.iter().map(|d| d.dataset_id).collect();
+    let expense_ids: Vec<ExpenseId> = pending.iter().flat_map(|d| d.expense_ids.iter().copied()).collect();
     let answer = match answer {
         Err(CodatError::Unavailable { maybe_applied: true, detail }) => {
             match find_created_sync(codat, company, &expense_ids, sent_at).await {
