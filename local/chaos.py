@@ -111,7 +111,7 @@ PROFILES = {
     "high": {"429": 0.10, "503": 0.15, "5xx": 0.15, "lost": 0.10, "kill": 0.03,
              "wh_drop": 0.50, "wh_dup": 0.30, "wh_delay": 0.30},
 }
-CI = {"expenses": 60, "companies": 6, "seed": 8, "settle": 210, "profile": "default"}
+CI = {"expenses": 60, "companies": 6, "seed": 8, "settle": 480, "profile": "default"}
 
 
 def log(message):

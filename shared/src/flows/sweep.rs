@@ -51,7 +51,7 @@ pub struct SweepReport {
     pub syncs_polled: usize,
     pub syncs_finished: usize,
     /// Phases that ran out of their time box before their work was done.
-    pub cut_short: Vec<&'static str>,
+    pub cut_short: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -79,14 +79,24 @@ impl Default for Patience {
     }
 }
 
-/// The sweep's phases, in order; each is time-boxed (see [`Phases`]).
-const PHASES: [&str; 6] = [
-    "resubmit approved",
-    "resolve lost creates",
-    "expire claims",
-    "requeue uploads",
-    "initiate v1 syncs",
-    "poll syncs",
+/// The sweep's phases; each is time-boxed (see [`Phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ResubmitApproved,
+    ResolveLostCreates,
+    ExpireClaims,
+    RequeueUploads,
+    InitiateSyncs,
+    PollSyncs,
+}
+
+const PHASES: [Phase; 6] = [
+    Phase::ResubmitApproved,
+    Phase::ResolveLostCreates,
+    Phase::ExpireClaims,
+    Phase::RequeueUploads,
+    Phase::InitiateSyncs,
+    Phase::PollSyncs,
 ];
 
 /// What one unit of work that only writes to DynamoDB may take.
@@ -94,170 +104,233 @@ const STORE_WORK: StdDuration = StdDuration::from_secs(1);
 
 /// One pass of the safety net, within `deadline` (the invocation's end): no unit of work is
 /// started that could not finish by then, and each phase has its share of the time, so the
-/// later ones are never starved. What is left is picked up by the next pass.
+/// later ones are never starved. Each pass starts at a phase picked at random: a pass that
+/// dies part-way (a crash, a timeout) does not leave the same phases undone every time. What
+/// is left is picked up by the next pass.
 pub async fn sweep(
     store: &Store,
     codat: &CodatClient,
     patience: Patience,
     deadline: Deadline,
 ) -> Result<SweepReport, FlowError> {
-    let Patience { poll_after, claim_timeout, report_grace, sync_deadline } = patience;
-    let mut report = SweepReport::default();
-    let now = Utc::now();
-    let mut phases = Phases::new(deadline, PHASES.len() as u32);
-    // A unit that calls Codat: its calls' retry budget (a few calls fit in it in practice).
-    let codat_work = codat.retry_budget();
-    fn cut_short(report: &mut SweepReport, phase: usize) {
-        tracing::warn!(phase = PHASES[phase], "out of time for this phase; the next sweep goes on");
-        report.cut_short.push(PHASES[phase]);
+    let mut pass = Pass {
+        store,
+        codat,
+        patience,
+        deadline,
+        now: Utc::now(),
+        phases: Phases::new(deadline, PHASES.len() as u32),
+        report: SweepReport::default(),
+    };
+    let first = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % PHASES.len();
+    for phase in PHASES.iter().cycle().skip(first).take(PHASES.len()) {
+        pass.phases.next();
+        match phase {
+            Phase::ResubmitApproved => pass.resubmit_approved().await?,
+            Phase::ResolveLostCreates => pass.resolve_lost_creates().await?,
+            Phase::ExpireClaims => pass.expire_claims().await?,
+            Phase::RequeueUploads => pass.requeue_uploads().await?,
+            Phase::InitiateSyncs => pass.initiate_syncs().await?,
+            Phase::PollSyncs => pass.poll_syncs().await?,
+        }
+    }
+    Ok(pass.report)
+}
+
+struct Pass<'a> {
+    store: &'a Store,
+    codat: &'a CodatClient,
+    patience: Patience,
+    deadline: Deadline,
+    now: chrono::DateTime<Utc>,
+    phases: Phases,
+    report: SweepReport,
+}
+
+impl Pass<'_> {
+    /// Whether the current phase may start a unit of work that may take `needed`; records the
+    /// phase as cut short when not.
+    fn may_start(&mut self, phase: Phase, needed: StdDuration) -> bool {
+        if self.phases.may_start(needed) {
+            return true;
+        }
+        tracing::warn!(?phase, "out of time for this phase; the next sweep goes on");
+        self.report.cut_short.push(format!("{phase:?}"));
+        false
     }
 
-    let mut approved: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
-    for expense in store.stale_approved_expenses(now - poll_after).await? {
-        approved.entry(expense.company_id).or_default().push(expense);
-    }
-    phases.next();
-    for (company, expenses) in approved {
-        if !phases.may_start(codat_work) {
-            cut_short(&mut report, 0);
-            break;
-        }
-        match submit_approved(store, codat, company, &expenses, deadline.instant()).await {
-            Ok(_) => report.expenses_resubmitted += expenses.len(),
-            Err(err) => report.errors.push(format!("company {company}: {err}")),
-        }
+    /// A unit that calls Codat: its calls' retry budget (a few calls fit in it in practice).
+    fn codat_work(&self) -> StdDuration {
+        self.codat.retry_budget()
     }
 
-    // Current-API creates whose answer was lost: ask Codat's sync lists, company by company.
-    let mut lost: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
-    let mut abandoned = Vec::new();
-    for expense in store.stale_claimed_expenses(now - poll_after.min(claim_timeout)).await? {
-        if expense.status == Status::Submitting && expense.api == CodatApi::Expenses {
-            lost.entry(expense.company_id).or_default().push(expense);
-        } else if expense.updated_at < now - claim_timeout {
-            abandoned.push(expense);
+    async fn resubmit_approved(&mut self) -> Result<(), FlowError> {
+        let mut approved: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
+        for expense in self.store.stale_approved_expenses(self.now - self.patience.poll_after).await? {
+            approved.entry(expense.company_id).or_default().push(expense);
         }
-    }
-    phases.next();
-    for (company, claimed) in lost {
-        if !phases.may_start(codat_work) {
-            cut_short(&mut report, 1);
-            break;
-        }
-        let resolution = resolve_lost_creates(store, codat, company, claimed).await?;
-        report.creates_resolved += resolution.resolved;
-        // Codat's lists unreadable for now is no verdict: keep asking, on every sweep, until the
-        // sync deadline; only then does a person have to check.
-        let give_up_before = match &resolution.lookup_failed {
-            None => now - claim_timeout,
-            Some(_) => now - sync_deadline,
-        };
-        let settle = match &resolution.lookup_failed {
-            // Codat answered, and no sync since the claim holds them: the create never took
-            // effect, so once no invocation can still be making it, they are submitted again.
-            None => Event::SubmissionAbandoned,
-            Some(err) => {
-                report.errors.push(format!("company {company}: {err}"));
-                Event::SubmissionUnconfirmed(Failure::new(
-                    Stage::Submission,
-                    format!(
-                        "Codat's answer to the create was lost and its sync lists could not be read for {} hours \
-                         ({err}); check in Codat whether the transaction arrived before retrying",
-                        sync_deadline.num_hours()
-                    ),
-                ))
+        for (company, expenses) in approved {
+            if !self.may_start(Phase::ResubmitApproved, self.codat_work()) {
+                break;
             }
-        };
-        for mut expense in resolution.unresolved.into_iter().filter(|e| e.updated_at < give_up_before) {
-            tracing::warn!(expense_id = %expense.expense_id, event = ?settle, "lost create settled");
-            if apply_once(store, &mut expense, settle.clone()).await? {
-                report.claims_expired += 1;
+            match submit_approved(self.store, self.codat, company, &expenses, self.deadline.instant()).await {
+                Ok(_) => self.report.expenses_resubmitted += expenses.len(),
+                Err(err) => self.report.errors.push(format!("company {company}: {err}")),
             }
         }
+        Ok(())
     }
 
-    phases.next();
-    for mut expense in abandoned {
-        if !phases.may_start(STORE_WORK) {
-            cut_short(&mut report, 2);
-            break;
-        }
-        let (stage, event): (Stage, fn(Failure) -> Event) = match expense.status {
-            Status::Submitting => (Stage::Submission, Event::SubmissionUnconfirmed),
-            Status::Uploading => (Stage::Upload, Event::UploadUnconfirmed),
-            _ => continue,
-        };
-        let failure = Failure::new(
-            stage,
-            "the invocation posting it to Codat stopped (timeout or crash) before recording Codat's answer; \
-             check in Codat whether it arrived before retrying",
-        );
-        tracing::warn!(expense_id = %expense.expense_id, status = %expense.status, "abandoned claim");
-        if apply_once(store, &mut expense, event(failure)).await? {
-            report.claims_expired += 1;
-        }
+    /// Claims (`submitting`, `uploading`) old enough to be looked at.
+    async fn stale_claims(&self) -> Result<Vec<Expense>, FlowError> {
+        let Patience { poll_after, claim_timeout, .. } = self.patience;
+        Ok(self.store.stale_claimed_expenses(self.now - poll_after.min(claim_timeout)).await?)
     }
-    phases.next();
-    for expense in store.stale_synced_expenses(now - poll_after).await? {
-        if !phases.may_start(STORE_WORK) {
-            cut_short(&mut report, 3);
-            break;
-        }
-        if store.requeue_upload(&expense).await? {
-            tracing::info!(expense_id = %expense.expense_id, "upload requeued");
-            report.uploads_requeued += 1;
-        }
-    }
-    phases.next();
-    for company in store.companies_with_pending_datasets().await? {
-        if !phases.may_start(codat_work) {
-            cut_short(&mut report, 4);
-            break;
-        }
-        match initiate_sync(store, codat, company).await {
-            Ok(Initiated::Started { .. }) => report.syncs_started += 1,
-            Ok(_) => {}
-            Err(err) => report.errors.push(format!("company {company}: {err}")),
-        }
-    }
-    phases.next();
-    for sync in store.running_syncs(Utc::now() - poll_after).await? {
-        if !phases.may_start(codat_work) {
-            cut_short(&mut report, 5);
-            break;
-        }
-        let (company, sync_id) = (sync.company_id, sync.sync_id);
-        report.syncs_polled += 1;
-        let overdue = sync.started_at < now - sync_deadline;
-        let status = match codat.sync_status(company, sync_id).await {
-            Ok(status) => Ok(status),
-            Err(err) => {
-                report.errors.push(format!("sync {sync_id}: {err}"));
-                Err(err.to_string())
+
+    /// Current-API creates whose answer was lost: ask Codat's sync lists, company by company.
+    async fn resolve_lost_creates(&mut self) -> Result<(), FlowError> {
+        let Patience { claim_timeout, sync_deadline, .. } = self.patience;
+        let mut lost: BTreeMap<CompanyId, Vec<Expense>> = BTreeMap::new();
+        for expense in self.stale_claims().await? {
+            if expense.status == Status::Submitting && expense.api == CodatApi::Expenses {
+                lost.entry(expense.company_id).or_default().push(expense);
             }
-        };
-        let finished = status.as_ref().is_ok_and(|s| s.is_finished());
-        let outcome = if finished && sync.started_at >= now - report_grace {
-            record_sync_outcome(store, codat, company, sync_id).await
-        } else if finished && !overdue {
-            let sync_error = status.as_ref().ok().and_then(|s| s.failure_text());
-            close_sync(store, codat, company, sync_id, Closing::Unreported { sync_error }).await
-        } else if overdue {
-            let last = match &status {
-                Ok(s) => format!("its status is still {}", s.sync_status.as_deref().unwrap_or("unknown")),
-                Err(err) => format!("its status could not be read: {err}"),
+        }
+        for (company, claimed) in lost {
+            if !self.may_start(Phase::ResolveLostCreates, self.codat_work()) {
+                break;
+            }
+            let resolution = resolve_lost_creates(self.store, self.codat, company, claimed).await?;
+            self.report.creates_resolved += resolution.resolved;
+            // Codat's lists unreadable for now is no verdict: keep asking, on every sweep,
+            // until the sync deadline; only then does a person have to check.
+            let give_up_before = match &resolution.lookup_failed {
+                None => self.now - claim_timeout,
+                Some(_) => self.now - sync_deadline,
             };
-            let reason = format!("Codat did not finish this sync within {} hours ({last})", sync_deadline.num_hours());
-            tracing::warn!(%sync_id, %reason, "closing an overdue sync");
-            close_sync(store, codat, company, sync_id, Closing::Deadline { reason }).await
-        } else {
-            continue;
-        };
-        match outcome {
-            Ok(Recorded::Finished { .. }) => report.syncs_finished += 1,
-            Ok(_) => {}
-            Err(err) => report.errors.push(format!("sync {sync_id}: {err}")),
+            let settle = match &resolution.lookup_failed {
+                // Codat answered, and no sync since the claim holds them: the create never took
+                // effect, so once no invocation can still be making it, they are submitted again.
+                None => Event::SubmissionAbandoned,
+                Some(err) => {
+                    self.report.errors.push(format!("company {company}: {err}"));
+                    Event::SubmissionUnconfirmed(Failure::new(
+                        Stage::Submission,
+                        format!(
+                            "Codat's answer to the create was lost and its sync lists could not be read for {} \
+                             hours ({err}); check in Codat whether the transaction arrived before retrying",
+                            sync_deadline.num_hours()
+                        ),
+                    ))
+                }
+            };
+            for mut expense in resolution.unresolved.into_iter().filter(|e| e.updated_at < give_up_before) {
+                tracing::warn!(expense_id = %expense.expense_id, event = ?settle, "lost create settled");
+                if apply_once(self.store, &mut expense, settle.clone()).await? {
+                    self.report.claims_expired += 1;
+                }
+            }
         }
+        Ok(())
     }
-    Ok(report)
+
+    /// Other claims older than any invocation: whether Codat acted is unknown.
+    async fn expire_claims(&mut self) -> Result<(), FlowError> {
+        let claim_timeout = self.patience.claim_timeout;
+        let abandoned = self.stale_claims().await?.into_iter().filter(|e| {
+            !(e.status == Status::Submitting && e.api == CodatApi::Expenses) && e.updated_at < self.now - claim_timeout
+        });
+        for mut expense in abandoned.collect::<Vec<_>>() {
+            if !self.may_start(Phase::ExpireClaims, STORE_WORK) {
+                break;
+            }
+            let (stage, event): (Stage, fn(Failure) -> Event) = match expense.status {
+                Status::Submitting => (Stage::Submission, Event::SubmissionUnconfirmed),
+                Status::Uploading => (Stage::Upload, Event::UploadUnconfirmed),
+                _ => continue,
+            };
+            let failure = Failure::new(
+                stage,
+                "the invocation posting it to Codat stopped (timeout or crash) before recording Codat's answer; \
+                 check in Codat whether it arrived before retrying",
+            );
+            tracing::warn!(expense_id = %expense.expense_id, status = %expense.status, "abandoned claim");
+            if apply_once(self.store, &mut expense, event(failure)).await? {
+                self.report.claims_expired += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn requeue_uploads(&mut self) -> Result<(), FlowError> {
+        for expense in self.store.stale_synced_expenses(self.now - self.patience.poll_after).await? {
+            if !self.may_start(Phase::RequeueUploads, STORE_WORK) {
+                break;
+            }
+            if self.store.requeue_upload(&expense).await? {
+                tracing::info!(expense_id = %expense.expense_id, "upload requeued");
+                self.report.uploads_requeued += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn initiate_syncs(&mut self) -> Result<(), FlowError> {
+        for company in self.store.companies_with_pending_datasets().await? {
+            if !self.may_start(Phase::InitiateSyncs, self.codat_work()) {
+                break;
+            }
+            match initiate_sync(self.store, self.codat, company).await {
+                Ok(Initiated::Started { .. }) => self.report.syncs_started += 1,
+                Ok(_) => {}
+                Err(err) => self.report.errors.push(format!("company {company}: {err}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs whose webhook is late: poll, record, and close those Codat never finishes.
+    async fn poll_syncs(&mut self) -> Result<(), FlowError> {
+        let Patience { poll_after, report_grace, sync_deadline, .. } = self.patience;
+        let (store, codat, now) = (self.store, self.codat, self.now);
+        for sync in store.running_syncs(Utc::now() - poll_after).await? {
+            if !self.may_start(Phase::PollSyncs, self.codat_work()) {
+                break;
+            }
+            let (company, sync_id) = (sync.company_id, sync.sync_id);
+            self.report.syncs_polled += 1;
+            let overdue = sync.started_at < now - sync_deadline;
+            let status = match codat.sync_status(company, sync_id).await {
+                Ok(status) => Ok(status),
+                Err(err) => {
+                    self.report.errors.push(format!("sync {sync_id}: {err}"));
+                    Err(err.to_string())
+                }
+            };
+            let finished = status.as_ref().is_ok_and(|s| s.is_finished());
+            let outcome = if finished && sync.started_at >= now - report_grace {
+                record_sync_outcome(store, codat, company, sync_id).await
+            } else if finished && !overdue {
+                let sync_error = status.as_ref().ok().and_then(|s| s.failure_text());
+                close_sync(store, codat, company, sync_id, Closing::Unreported { sync_error }).await
+            } else if overdue {
+                let last = match &status {
+                    Ok(s) => format!("its status is still {}", s.sync_status.as_deref().unwrap_or("unknown")),
+                    Err(err) => format!("its status could not be read: {err}"),
+                };
+                let reason =
+                    format!("Codat did not finish this sync within {} hours ({last})", sync_deadline.num_hours());
+                tracing::warn!(%sync_id, %reason, "closing an overdue sync");
+                close_sync(store, codat, company, sync_id, Closing::Deadline { reason }).await
+            } else {
+                continue;
+            };
+            match outcome {
+                Ok(Recorded::Finished { .. }) => self.report.syncs_finished += 1,
+                Ok(_) => {}
+                Err(err) => self.report.errors.push(format!("sync {sync_id}: {err}")),
+            }
+        }
+        Ok(())
+    }
 }
