@@ -17,8 +17,10 @@ use crate::domain::{
 };
 use crate::store::{Store, StoreError};
 
-/// How long an initiating invocation may hold the lock: far beyond the function's timeout.
-pub const INITIATION_LEASE: Duration = Duration::minutes(15);
+/// How long an initiating invocation may hold the lock: beyond sync-initiation's 120 s timeout,
+/// and short, since one that died holding it (its lost answer is then looked up by whoever
+/// takes the lock over) keeps the company's datasets waiting until it runs out.
+pub const INITIATION_LEASE: Duration = Duration::minutes(5);
 /// A running sync holds the lock until its outcome is recorded; this only frees a company
 /// whose sync Codat never finished reporting.
 pub const SYNC_LEASE: Duration = Duration::hours(24);
