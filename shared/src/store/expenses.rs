@@ -172,11 +172,7 @@ impl Store {
             .expression_attribute_values(":sweepSk", s(format!("{}#{}", sweep_time(now), expense.company_id)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo(err)),
-        }
+        made(result)
     }
 }
 

@@ -63,11 +63,7 @@ impl Store {
             .expression_attribute_values(":at", AttributeValue::N(at.timestamp().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo(err)),
-        }
+        made(result)
     }
 
     pub async fn get_lock(&self, company: CompanyId) -> Result<Option<SyncLock>, StoreError> {
@@ -86,11 +82,7 @@ impl Store {
             .expression_attribute_values(":holder", to_attribute(&holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(dynamo(err)),
-        }
+        made(result)
     }
 
     pub(super) fn release_lock_item(&self, company: CompanyId, holder: LockHolder) -> TransactWriteItem {

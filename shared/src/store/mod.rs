@@ -262,6 +262,19 @@ impl Store {
 /// A transaction item's cancellation reason when its condition did not hold.
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
+/// A conditional write's outcome: `true` if it was made, `false` if its condition did not hold.
+fn made<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if is_condition_failure(&err) => Ok(false),
+        Err(err) => Err(dynamo(err)),
+    }
+}
+
 fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
