@@ -173,20 +173,24 @@ def provision(template):
     return table["LatestStreamArn"], streams
 
 
-def build():
+def build(release=False):
     log("building the workspace (first build takes a few minutes)")
-    subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--workspace", "--bins", *(["--release"] if release else [])], cwd=ROOT, check=True)
 
 
-def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url=None, webhook_url=None):
+def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url=None, webhook_url=None,
+       release=False, concurrency=4):
     """`codat_base_url` and `webhook_url` (default: the sandbox, the webhook function) let a
-    caller put something between the functions and the sandbox, both ways (local/chaos.py)."""
+    caller put something between the functions and the sandbox, both ways (local/chaos.py).
+    `release`: optimised builds, as deployed (local/load.py); `concurrency`: instances per
+    function, as Lambda runs concurrent invocations side by side."""
     template = tpl.load(ROOT / "template.yaml")
     ensure_free(MOTO_PORT, SANDBOX_PORT, WATCH_PORT)
     env = function_env(template, sweep_poll_after, codat_api, codat_base_url)
     STATE.mkdir(exist_ok=True)
     (STATE / "dlq.jsonl").write_text("")
-    build()
+    build(release)
+    profile = "release" if release else "debug"
 
     moto = start("moto", [sys.executable, str(ROOT / "local/moto_server.py"), "127.0.0.1", str(MOTO_PORT)])
     wait_for_port("moto", MOTO_PORT, moto, 60)
@@ -195,7 +199,7 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url
 
     sandbox = start(
         "sandbox",
-        [str(ROOT / "target/debug/codat-sandbox")],
+        [str(ROOT / "target" / profile / "codat-sandbox")],
         {
             "SANDBOX_ADDR": f"127.0.0.1:{SANDBOX_PORT}",
             "CODAT_API_KEY": API_KEY,
@@ -212,7 +216,8 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url
     watch = start(
         "functions",
         ["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
-         "--invoke-port", str(WATCH_PORT), "--env-file", str(env_file)],
+         "--invoke-port", str(WATCH_PORT), "--env-file", str(env_file), "--concurrency", str(concurrency),
+         *(["--release"] if release else [])],
         env,
     )
     wait_for_port("functions", WATCH_PORT, watch, 600)

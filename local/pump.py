@@ -95,16 +95,29 @@ class Mapping(threading.Thread):
         self.invocations = 0
 
     def next_batch(self):
-        """Matching records from the current position, up to BatchSize; advances past misses."""
+        """Matching records from the current position, up to BatchSize; advances past misses.
+        As Lambda does, a batch that is not full waits up to MaximumBatchingWindowInSeconds
+        from its first record for more."""
+        batch = []
+        window_ends = None
         with self.shard.lock:
-            self.shard.lock.wait_for(lambda: self.position < len(self.shard.records) or self.stop.is_set(), timeout=0.5)
-            batch = []
-            while self.position < len(self.shard.records) and len(batch) < self.trigger.batch_size:
-                record = self.shard.records[self.position]
-                self.position += 1
-                if tpl.passes(self.trigger, record):
-                    batch.append(record)
-            return batch
+            while not self.stop.is_set():
+                while self.position < len(self.shard.records) and len(batch) < self.trigger.batch_size:
+                    record = self.shard.records[self.position]
+                    self.position += 1
+                    if tpl.passes(self.trigger, record):
+                        batch.append(record)
+                if len(batch) >= self.trigger.batch_size:
+                    return batch
+                if batch and window_ends is None:
+                    window_ends = time.monotonic() + self.trigger.batching_window_seconds
+                left = 0.5 if window_ends is None else window_ends - time.monotonic()
+                if left <= 0:
+                    return batch
+                self.shard.lock.wait(timeout=left)
+                if window_ends is None and self.position >= len(self.shard.records):
+                    return batch  # nothing new within half a second: let run() check stop
+        return batch
 
     def run(self):
         while not self.stop.is_set():

@@ -40,6 +40,7 @@ class StreamTrigger:
     max_record_age_seconds: int
     bisect_on_error: bool
     starting_position: str = "TRIM_HORIZON"
+    batching_window_seconds: float = 0  # MaximumBatchingWindowInSeconds
 
 
 @dataclass
@@ -75,6 +76,7 @@ def functions(template):
                         max_record_age_seconds=int(p.get("MaximumRecordAgeInSeconds", -1)),
                         bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
                         starting_position=p.get("StartingPosition", "TRIM_HORIZON"),
+                        batching_window_seconds=float(p.get("MaximumBatchingWindowInSeconds", 0)),
                     )
                 )
             elif event["Type"] in ("Schedule", "ScheduleV2"):

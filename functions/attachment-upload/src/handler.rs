@@ -1,15 +1,16 @@
 use std::time::Duration;
 
-use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::dynamodb::{Event as StreamEvent, EventRecord as StreamRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use expense_sync::codat::CodatClient;
-use expense_sync::domain::Status;
+use expense_sync::domain::{Expense, Status};
 use expense_sync::flows::deadline::Deadline;
 use expense_sync::flows::upload::{upload_receipt, Platforms, Uploaded};
 use expense_sync::receipts::ReceiptStore;
 use expense_sync::secrets::codat_client;
 use expense_sync::store::{ItemKeys, Store};
 use expense_sync::telemetry::{metered, Usage};
+use futures_util::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::Instrument;
 
@@ -39,55 +40,94 @@ impl Services {
 /// Beyond the upload call's retry budget: reading the receipt and the company's connections.
 const UPLOAD_EXTRA: Duration = Duration::from_secs(5);
 
-/// Uploads the receipt of every expense that just became `synced`. Only the records that
-/// failed in a retryable way are reported, so the others are not replayed.
+/// Uploads side by side in one invocation: each holds one receipt (at most 4 MB) in memory.
+const UPLOADS_AT_ONCE: usize = 6;
+
+/// Uploads the receipt of every expense that just became `synced`, several at a time. Only the
+/// records that failed in a retryable way are reported, so the others are not replayed.
 pub async fn handle(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
     metered(|| services.usage(), handle_event(services, event)).await
 }
 
 async fn handle_event(services: &Services, event: LambdaEvent<StreamEvent>) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_epoch_ms(event.context.deadline);
-    let mut failures = Vec::new();
-    for record in event.payload.records {
-        // No claim this invocation could not finish: report this record and the ones after it
-        // (the event source mapping redelivers from the first one reported).
-        if !deadline.allows(services.codat.retry_budget() + UPLOAD_EXTRA) {
-            let left_ms = deadline.remaining().map(|left| left.as_millis() as u64);
-            tracing::warn!(left_ms, "too little time left for another upload; the rest of the batch is redelivered");
+    let mut failed: Vec<(usize, Option<String>)> = stream::iter(event.payload.records.into_iter().enumerate())
+        .map(|(position, record)| async move {
+            let sequence = record.change.sequence_number.clone();
+            (!upload_record(services, &deadline, record).await).then_some((position, sequence))
+        })
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    // Lambda redelivers from the earliest record reported; list them in stream order.
+    failed.sort_unstable_by_key(|(position, _)| *position);
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|(_, sequence)| {
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = record.change.sequence_number.clone();
-            failures.push(failure);
-            break;
-        }
-        let keys: ItemKeys = serde_dynamo::from_item(record.change.new_image).unwrap_or_default();
-        // The event source mapping filters these already; this keeps a broad filter harmless.
-        if keys.kind.as_deref() != Some("expense") || keys.status.as_deref() != Some(Status::Synced.as_str()) {
-            continue;
-        }
-        let (Some(company), Some(expense)) = (keys.company(), keys.expense()) else {
-            tracing::warn!(pk = %keys.pk, sk = %keys.sk, "expense record with unreadable keys; skipped");
-            continue;
+            failure.item_identifier = sequence;
+            failure
+        })
+        .collect();
+    Ok(response)
+}
+
+/// Uploads one record's receipt; `false` when the record must be delivered again.
+async fn upload_record(services: &Services, deadline: &Deadline, record: StreamRecord) -> bool {
+    // No claim this invocation could not finish: this record is redelivered (and, as Lambda
+    // resumes from the earliest one reported, those after it).
+    if !deadline.allows(services.codat.retry_budget() + UPLOAD_EXTRA) {
+        let left_ms = deadline.remaining().map(|left| left.as_millis() as u64);
+        tracing::warn!(left_ms, "too little time left for another upload; the record is redelivered");
+        return false;
+    }
+    let image = record.change.new_image;
+    let keys: ItemKeys = serde_dynamo::from_item(image.clone()).unwrap_or_default();
+    // The event source mapping filters these already; this keeps a broad filter harmless.
+    if keys.kind.as_deref() != Some("expense") || keys.status.as_deref() != Some(Status::Synced.as_str()) {
+        return true;
+    }
+    let (Some(company), Some(expense_id)) = (keys.company(), keys.expense()) else {
+        tracing::warn!(pk = %keys.pk, sk = %keys.sk, "expense record with unreadable keys; skipped");
+        return true;
+    };
+    let span = tracing::info_span!("upload", company_id = %company, expense_id = %expense_id);
+    async {
+        // The record carries the expense as it was written; one it cannot be read from (an
+        // older item layout) is read from the table.
+        let expense = match serde_dynamo::from_item::<_, Expense>(image) {
+            Ok(expense) => expense,
+            Err(err) => {
+                tracing::info!(error = %err, "expense not readable from the stream record; reading the table");
+                match services.store.get_expense(company, expense_id).await {
+                    Ok(Some(expense)) => expense,
+                    Ok(None) => {
+                        tracing::error!("expense not found; record will be retried");
+                        return false;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "expense not readable; record will be retried");
+                        return false;
+                    }
+                }
+            }
         };
-        let span = tracing::info_span!("upload", company_id = %company, expense_id = %expense);
-        let result =
-            upload_receipt(&services.store, &services.receipts, &services.codat, &services.platforms, company, expense)
-                .instrument(span.clone())
-                .await;
-        let _enter = span.enter();
-        match result {
-            Ok(Uploaded::Done { .. }) | Ok(Uploaded::Skipped { .. }) | Ok(Uploaded::NotTaken { .. }) => {}
-            Ok(outcome) => tracing::warn!(?outcome, "receipt not uploaded"),
+        match upload_receipt(&services.store, &services.receipts, &services.codat, &services.platforms, expense).await {
+            Ok(Uploaded::Done { .. }) | Ok(Uploaded::Skipped { .. }) | Ok(Uploaded::NotTaken { .. }) => true,
+            Ok(outcome) => {
+                tracing::warn!(?outcome, "receipt not uploaded");
+                true
+            }
             Err(err) => {
                 tracing::error!(error = %err, "upload failed; record will be retried");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                failures.push(failure);
+                false
             }
         }
     }
-    let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = failures;
-    Ok(response)
+    .instrument(span)
+    .await
 }
 
 #[cfg(test)]

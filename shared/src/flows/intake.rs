@@ -3,12 +3,16 @@
 use std::time::Instant;
 
 use chrono::Utc;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::submit::submit_approved;
 use crate::codat::CodatClient;
-use crate::domain::{ApprovalBatch, CodatApi, Expense, ExpenseId, Status};
-use crate::receipts::ReceiptStore;
+use crate::domain::{ApprovalBatch, ApprovedExpense, CodatApi, CompanyId, Expense, ExpenseId, ReceiptRef, Status};
+use crate::receipts::{ReceiptError, ReceiptStore};
 use crate::store::{Store, StoreError};
+
+/// Receipt uploads to S3 in flight at once during one approval.
+const RECEIPTS_AT_ONCE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -56,19 +60,22 @@ pub async fn approve(
     let known = store.get_expenses(company, &ids).await?;
     check_same_content(batch, &known)?;
 
+    // Receipts go to S3 a few at a time: one by one, a batch of 100 spent seconds here.
+    let new_approvals: Vec<_> =
+        batch.expenses.iter().filter(|a| !known.iter().any(|k| k.expense_id == a.id())).collect();
+    // (Futures built first: a stream's closure over borrowed items is not `Send` enough for
+    // the runtime's handler.)
+    let puts: Vec<_> = new_approvals.iter().map(|approved| store_receipt(receipts, company, approved)).collect();
+    let stored_receipts: Vec<Option<ReceiptRef>> = stream::iter(puts)
+        .buffered(RECEIPTS_AT_ONCE)
+        .try_collect()
+        .await
+        .map_err(|e| IntakeError::Receipts(e.to_string()))?;
     let now = Utc::now();
-    let mut fresh = Vec::new();
-    for approved in batch.expenses.iter().filter(|a| !known.iter().any(|k| k.expense_id == a.id())) {
-        let receipt = match &approved.receipt {
-            Some(receipt) => Some(
-                receipts
-                    .put(company, approved.id(), receipt)
-                    .await
-                    .map_err(|e| IntakeError::Receipts(e.to_string()))?,
-            ),
-            None => None,
-        };
-        fresh.push(Expense {
+    let mut fresh: Vec<Expense> = new_approvals
+        .into_iter()
+        .zip(stored_receipts)
+        .map(|(approved, receipt)| Expense {
             company_id: company,
             expense_id: approved.id(),
             status: Status::Approved,
@@ -83,8 +90,8 @@ pub async fn approve(
             note: None,
             approved_at: now,
             updated_at: now,
-        });
-    }
+        })
+        .collect();
     // All or nothing: a concurrent approval that created some of them first is checked like
     // a replay (409 before anything is written), and the rest go in without them.
     let mut stored = known;
@@ -109,6 +116,17 @@ pub async fn approve(
     let mut current = store.get_expenses(company, &ids).await.map_err(IntakeError::Interrupted)?;
     current.sort_by_key(|e| ids.iter().position(|id| *id == e.expense_id));
     Ok(Approved { expenses: current, unresolved: submission.unresolved, deferred: submission.deferred })
+}
+
+async fn store_receipt(
+    receipts: &ReceiptStore,
+    company: CompanyId,
+    approved: &ApprovedExpense,
+) -> Result<Option<ReceiptRef>, ReceiptError> {
+    match &approved.receipt {
+        Some(receipt) => receipts.put(company, approved.id(), receipt).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 fn check_same_content(batch: &ApprovalBatch, stored: &[Expense]) -> Result<(), IntakeError> {

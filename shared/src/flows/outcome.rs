@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use super::{apply_once, FlowError};
-use crate::codat::{CodatClient, CodatError, Transaction};
-use crate::domain::{CodatApi, CompanyId, Event, ExpenseId, Failure, ReceivedNotice, Stage, Status, SyncId, SyncState};
+use super::{apply_many, FlowError};
+use crate::codat::{CodatClient, CodatError, Transaction, TransactionStatus};
+use crate::domain::{
+    CodatApi, CompanyId, Event, Expense, ExpenseId, Failure, ReceivedNotice, Stage, Status, SyncId, SyncState,
+};
 use crate::store::Store;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -112,40 +114,32 @@ async fn record(
         }
     }
 
-    let (mut synced, mut failed, mut waiting) = (0, 0, 0);
-    for mut expense in store.get_expenses(company, &sync.expense_ids).await? {
-        let span = tracing::info_span!("expense", expense_id = %expense.expense_id);
-        let _enter = span.enter();
-        if expense.status == Status::Submitted {
-            apply_once(store, &mut expense, Event::SyncStarted { sync_id }).await?;
-        }
+    // Two rounds of batched writes: a v1 sync's expenses start syncing, then each takes the
+    // outcome Codat reported (or, when closing, the want of one).
+    let (submitted, others): (Vec<Expense>, Vec<Expense>) =
+        store.get_expenses(company, &sync.expense_ids).await?.into_iter().partition(|e| e.status == Status::Submitted);
+    let mut starting: Vec<(Expense, Event)> =
+        submitted.into_iter().map(|e| (e, Event::SyncStarted { sync_id })).collect();
+    apply_many(store, &mut starting).await?;
+
+    let mut outcomes = Vec::new();
+    let mut untouched = Vec::new();
+    for expense in others.into_iter().chain(starting.into_iter().map(|(e, _)| e)) {
         let takes_attachment = expense.entry.kind().takes_attachment();
-        if let Some(event) = reported.get(&expense.expense_id).and_then(|t| t.event(takes_attachment)) {
-            apply_once(store, &mut expense, event).await?;
+        let transaction = reported.get(&expense.expense_id);
+        if let Some(event) = transaction.and_then(|t| t.event(takes_attachment)) {
+            outcomes.push((expense, event));
         } else if give_up_on_unreported && expense.status == Status::Syncing {
-            let last_word = reported.get(&expense.expense_id).and_then(|m| m.status.as_ref());
-            let last = last_word.map_or("not listed", |s| s.as_str());
-            let reason = match &closing {
-                Closing::Deadline { reason } => {
-                    format!("{reason} (last transaction status: {last}); check it in Codat")
-                }
-                Closing::Unreported { sync_error: Some(error) } => format!(
-                    "Codat's sync failed ({error}) without a final status for this transaction (last: {last}); \
-                     check it in Codat"
-                ),
-                _ => format!(
-                    "Codat finished the sync but has not reported a final status for this transaction (last: {last}); \
-                     check it in Codat"
-                ),
-            };
-            let failure = Failure {
-                stage: Stage::Sync,
-                reason,
-                codat_status: last_word.map(|s| s.as_str().to_string()),
-                correlation_id: None,
-            };
-            apply_once(store, &mut expense, Event::TransactionUnreported(failure)).await?;
+            let failure = unreported(&closing, transaction.and_then(|t| t.status.as_ref()));
+            outcomes.push((expense, Event::TransactionUnreported(failure)));
+        } else {
+            untouched.push(expense);
         }
+    }
+    apply_many(store, &mut outcomes).await?;
+
+    let (mut synced, mut failed, mut waiting) = (0, 0, 0);
+    for expense in untouched.iter().chain(outcomes.iter().map(|(e, _)| e)) {
         match expense.status {
             // No final word from Codat yet (or it raced another invocation): keep the sync open.
             Status::Submitted | Status::Syncing => waiting += 1,
@@ -162,5 +156,28 @@ async fn record(
         Ok(Recorded::Finished { synced, failed })
     } else {
         Ok(Recorded::AlreadyFinished)
+    }
+}
+
+/// Why an expense a closed sync never reported on is `unconfirmed`; `last_word`: the last status
+/// Codat listed for its transaction.
+fn unreported(closing: &Closing, last_word: Option<&TransactionStatus>) -> Failure {
+    let last = last_word.map_or("not listed", |s| s.as_str());
+    let reason = match closing {
+        Closing::Deadline { reason } => format!("{reason} (last transaction status: {last}); check it in Codat"),
+        Closing::Unreported { sync_error: Some(error) } => format!(
+            "Codat's sync failed ({error}) without a final status for this transaction (last: {last}); \
+             check it in Codat"
+        ),
+        _ => format!(
+            "Codat finished the sync but has not reported a final status for this transaction (last: {last}); \
+             check it in Codat"
+        ),
+    };
+    Failure {
+        stage: Stage::Sync,
+        reason,
+        codat_status: last_word.map(|s| s.as_str().to_string()),
+        correlation_id: None,
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
 
 use super::failure_from;
 use super::resolve::resolve_lost_creates;
@@ -27,6 +28,9 @@ pub struct Submission {
     pub deferred: usize,
 }
 
+/// Create calls in flight at once for one submission.
+const CREATES_AT_ONCE: usize = 3;
+
 /// Time kept back after a create's retry budget to record its outcome.
 const RECORDING: Duration = Duration::from_secs(3);
 
@@ -47,18 +51,39 @@ pub async fn submit_approved(
     for expense in expenses.iter().filter(|e| e.status == Status::Approved) {
         groups.entry((expense.api, expense.entry.kind())).or_default().push(expense);
     }
+    let chunks: Vec<(CodatApi, &[&Expense])> = groups
+        .iter()
+        .flat_map(|((api, kind), group)| group.chunks(kind.per_create()).map(move |chunk| (*api, chunk)))
+        .collect();
+    // A few creates side by side: an approval of 100 is two or more calls, each waiting on Codat.
+    let creates: Vec<_> =
+        chunks.into_iter().map(|(api, chunk)| submit_in_time(store, codat, company, api, chunk, deadline)).collect();
+    let outcomes: Vec<Result<Submission, StoreError>> =
+        stream::iter(creates).buffer_unordered(CREATES_AT_ONCE).collect().await;
     let mut submission = Submission::default();
-    for ((api, kind), group) in groups {
-        for chunk in group.chunks(kind.per_create()) {
-            if deadline.is_some_and(|end| Instant::now() + codat.retry_budget() + RECORDING > end) {
-                tracing::info!(expenses = chunk.len(), "not enough time left for another create; left approved");
-                submission.deferred += chunk.len();
-                continue;
-            }
-            submission.unresolved += submit_chunk(store, codat, company, api, chunk).await?;
-        }
+    for outcome in outcomes {
+        let outcome = outcome?;
+        submission.unresolved += outcome.unresolved;
+        submission.deferred += outcome.deferred;
     }
     Ok(submission)
+}
+
+/// Submits one chunk unless its create could outlast `deadline`.
+async fn submit_in_time(
+    store: &Store,
+    codat: &CodatClient,
+    company: CompanyId,
+    api: CodatApi,
+    chunk: &[&Expense],
+    deadline: Option<Instant>,
+) -> Result<Submission, StoreError> {
+    if deadline.is_some_and(|end| Instant::now() + codat.retry_budget() + RECORDING > end) {
+        tracing::info!(expenses = chunk.len(), "not enough time left for another create; left approved");
+        return Ok(Submission { unresolved: 0, deferred: chunk.len() });
+    }
+    let unresolved = submit_chunk(store, codat, company, api, chunk).await?;
+    Ok(Submission { unresolved, deferred: 0 })
 }
 
 /// Claims, creates and records one chunk; returns how many were left unresolved.

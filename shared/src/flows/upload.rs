@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{apply_once, failure_from, FlowError};
 use crate::codat::{attaches, Attaches, CodatClient, CodatError};
-use crate::domain::{CompanyId, Event, Expense, ExpenseId, Failure, Stage, Status};
+use crate::domain::{CompanyId, Event, Expense, Failure, Stage, Status};
 use crate::receipts::ReceiptStore;
 use crate::store::Store;
 
@@ -47,16 +47,26 @@ const PLATFORM_TTL: Duration = Duration::from_secs(15 * 60);
 #[derive(Default)]
 pub struct Platforms {
     known: Mutex<HashMap<CompanyId, (Option<String>, Instant)>>,
+    /// One read of connections at a time, so uploads running side by side for one company
+    /// wait for the first one's answer instead of each asking Codat.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Platforms {
+    fn cached(&self, company: CompanyId) -> Option<Option<String>> {
+        let known = self.known.lock().expect("not poisoned");
+        known.get(&company).filter(|(_, read_at)| read_at.elapsed() < PLATFORM_TTL).map(|(p, _)| p.clone())
+    }
+
     /// The linked accounting software's name; `None` when there is none, or Codat could not
     /// say (the upload then decides).
     async fn of(&self, codat: &CodatClient, company: CompanyId) -> Option<String> {
-        if let Some((platform, read_at)) = self.known.lock().expect("not poisoned").get(&company) {
-            if read_at.elapsed() < PLATFORM_TTL {
-                return platform.clone();
-            }
+        if let Some(platform) = self.cached(company) {
+            return platform;
+        }
+        let _reading = self.reading.lock().await;
+        if let Some(platform) = self.cached(company) {
+            return platform;
         }
         let platform = match codat.connections(company).await {
             Ok(connections) => connections.accounting_platform().map(str::to_string),
@@ -87,17 +97,16 @@ impl Platforms {
     }
 }
 
+/// Uploads the receipt of `expense` as the stream recorded it (`synced`). No read first: the
+/// claim is a conditional write, and one that finds the expense moved on re-reads it.
 pub async fn upload_receipt(
     store: &Store,
     receipts: &ReceiptStore,
     codat: &CodatClient,
     platforms: &Platforms,
-    company: CompanyId,
-    expense_id: ExpenseId,
+    mut expense: Expense,
 ) -> Result<Uploaded, FlowError> {
-    let Some(mut expense) = store.get_expense(company, expense_id).await? else {
-        return Err(FlowError::Retry(format!("expense {expense_id} not found")));
-    };
+    let (company, expense_id) = (expense.company_id, expense.expense_id);
     if expense.status == Status::Synced {
         if let Attaches::No { reason } = platforms.attaches(codat, &expense).await {
             if apply_once(store, &mut expense, Event::AttachmentNotTaken { reason: reason.clone() }).await? {

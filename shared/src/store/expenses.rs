@@ -133,6 +133,36 @@ impl Store {
         self.transact(items).await
     }
 
+    /// Applies each transition (at most 100, of different expenses) in one transaction, on
+    /// the same conditions as [`Store::apply`]. All are made, or none: `NoneFor` then names the
+    /// positions whose expense is no longer in its `from` status, `Contended` says a concurrent
+    /// write to one of them cancelled the transaction without a condition failing.
+    pub async fn apply_each(&self, moves: &[(&Expense, Transition)]) -> Result<Moved, StoreError> {
+        let now = Utc::now();
+        let items = moves
+            .iter()
+            .map(|(expense, transition)| {
+                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
+            })
+            .collect();
+        Ok(match self.try_transact(items).await? {
+            Ok(()) => Moved::All,
+            Err(reasons) => {
+                let stale: Vec<usize> = reasons
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, reason)| *reason == CONDITION_FAILED)
+                    .map(|(position, _)| position)
+                    .collect();
+                if stale.is_empty() {
+                    Moved::Contended
+                } else {
+                    Moved::NoneFor(stale)
+                }
+            }
+        })
+    }
+
     /// Expenses still `approved` since before `before` (Codat was unavailable at intake).
     pub async fn stale_approved_expenses(&self, before: DateTime<Utc>) -> Result<Vec<Expense>, StoreError> {
         let items = self.sweep(SWEEP_APPROVED_EXPENSE, Some(sweep_time(before))).await?;

@@ -72,6 +72,16 @@ pub struct Inserted {
     pub existing: Vec<ExpenseId>,
 }
 
+/// The outcome of [`Store::apply_each`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Moved {
+    All,
+    /// Nothing was written: these positions' expenses had moved on.
+    NoneFor(Vec<usize>),
+    /// Nothing was written: a concurrent write cancelled the transaction; try again.
+    Contended,
+}
+
 pub struct Store {
     client: aws_sdk_dynamodb::Client,
     table: String,
