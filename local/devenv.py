@@ -230,7 +230,7 @@ def up(sweep_seconds, sweep_poll_after, sync_delay_ms, codat_api, codat_base_url
     for fn in tpl.functions(template):
         for _ in fn.schedules:
             pump.Schedule(fn.binary, sweep_seconds, INVOKE_URL, scheduled, the_pump.stop, log).start()
-    log(f"stream pump: {', '.join(f'{t.function} (batch {t.batch_size}, {len(t.filters)} filters)' for t in triggers)}; "
+    log(f"stream pump: {', '.join(f'{t.function} (batch {t.batch_size}, {t.parallelization_factor} at once, {len(t.filters)} filters)' for t in triggers)}; "
         f"sweep every {sweep_seconds}s; new approvals use CODAT_API={codat_api}")
     return {**env, "STORE_TEST_TABLE": STORE_TEST_TABLE, "SWEEP_TEST_TABLE": SWEEP_TEST_TABLE, "EXPENSE_SYNC_API": FUNCTION_URL, "SANDBOX_URL": SANDBOX_URL, "INVOKE_URL": INVOKE_URL,
             "CODAT_API_KEY": API_KEY, "DLQ_PATH": str(STATE / "dlq.jsonl")}, the_pump

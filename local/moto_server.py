@@ -12,13 +12,17 @@ table object, and with it the live stream shard every open iterator reads, never
 """
 
 import copy
+import datetime
+import json
 import os
 import sys
 import threading
 
 import moto.dynamodb.models as dynamodb_models
 from moto.core.model_instances import reset_model_data
+from moto.core.responses import ActionResult
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
@@ -103,6 +107,38 @@ def transact_write_items_undoing_touched_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items_undoing_touched_items
+
+
+_execute_result = ActionResult.execute_result
+_PLAIN_JSON_SERVICES = {"dynamodb", "dynamodbstreams"}
+
+
+def _plain(value):
+    """What moto's serializer makes of the values DynamoDB's handlers leave in a result."""
+    if isinstance(value, DynamoType):
+        return value.to_json()  # {"S": ...}; nested values come back here
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def execute_result_as_plain_json(self, context):
+    """DynamoDB and its streams answer plain JSON, which is what their handlers build: dump it
+    as it is. moto's generic serializer walks every attribute of every item against the
+    service model, which took most of the server's time once responses held many items (a
+    stream batch, a query). Anything that is not plain data takes the serializer."""
+    if type(self) is ActionResult and context.service_model.service_name in _PLAIN_JSON_SERVICES:
+        try:
+            body = json.dumps(self.result, default=_plain)
+        except TypeError:
+            return _execute_result(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+    return _execute_result(self, context)
+
+
+ActionResult.execute_result = execute_result_as_plain_json
 
 
 class OneAtATime:

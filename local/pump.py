@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import template as tpl
 
@@ -84,15 +85,28 @@ class Shard:
                 self.lock.notify_all()
 
 
-class Mapping(threading.Thread):
-    """One event source mapping: a function's own position in the shard."""
+def lane_of(record, lanes):
+    """Which of a mapping's concurrent batches takes `record`: as Lambda does with
+    ParallelizationFactor, records of one partition key always go to the same one, in order."""
+    if lanes == 1:
+        return 0
+    pk = record["dynamodb"].get("Keys", {}).get("pk", {}).get("S", "")
+    return zlib.crc32(pk.encode()) % lanes
 
-    def __init__(self, shard, trigger, invoke_url, dlq_path, stop, log):
-        super().__init__(daemon=True, name=f"esm-{trigger.function}")
+
+class Mapping(threading.Thread):
+    """One event source mapping's lane (of ParallelizationFactor): its own position in the shard."""
+
+    def __init__(self, shard, trigger, invoke_url, dlq_path, stop, log, lane=0):
+        super().__init__(daemon=True, name=f"esm-{trigger.function}-{lane}")
         self.shard, self.trigger, self.invoke_url = shard, trigger, invoke_url
         self.dlq_path, self.stop, self.log = dlq_path, stop, log
+        self.lane = lane
         self.position = 0
         self.invocations = 0
+
+    def takes(self, record):
+        return lane_of(record, self.trigger.parallelization_factor) == self.lane and tpl.passes(self.trigger, record)
 
     def next_batch(self):
         """Matching records from the current position, up to BatchSize; advances past misses.
@@ -105,7 +119,7 @@ class Mapping(threading.Thread):
                 while self.position < len(self.shard.records) and len(batch) < self.trigger.batch_size:
                     record = self.shard.records[self.position]
                     self.position += 1
-                    if tpl.passes(self.trigger, record):
+                    if self.takes(record):
                         batch.append(record)
                 if len(batch) >= self.trigger.batch_size:
                     return batch
@@ -177,7 +191,11 @@ class Pump:
     def __init__(self, streams_client, stream_arn, region, triggers, invoke_url, dlq_path, log):
         self.stop = threading.Event()
         self.shard = Shard(streams_client, stream_arn, region)
-        self.mappings = [Mapping(self.shard, t, invoke_url, dlq_path, self.stop, log) for t in triggers]
+        self.mappings = [
+            Mapping(self.shard, t, invoke_url, dlq_path, self.stop, log, lane)
+            for t in triggers
+            for lane in range(t.parallelization_factor)
+        ]
         self.log = log
         self.reader = threading.Thread(target=self._read, daemon=True, name="stream-reader")
 

@@ -41,6 +41,7 @@ class StreamTrigger:
     bisect_on_error: bool
     starting_position: str = "TRIM_HORIZON"
     batching_window_seconds: float = 0  # MaximumBatchingWindowInSeconds
+    parallelization_factor: int = 1  # ParallelizationFactor: batches in flight per shard
 
 
 @dataclass
@@ -77,6 +78,7 @@ def functions(template):
                         bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
                         starting_position=p.get("StartingPosition", "TRIM_HORIZON"),
                         batching_window_seconds=float(p.get("MaximumBatchingWindowInSeconds", 0)),
+                        parallelization_factor=int(p.get("ParallelizationFactor", 1)),
                     )
                 )
             elif event["Type"] in ("Schedule", "ScheduleV2"):
