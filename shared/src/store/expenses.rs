@@ -123,14 +123,7 @@ impl Store {
 
     /// Applies the same event to several expenses, all or none (at most 100).
     pub async fn apply_all(&self, moves: &[(&Expense, Transition)]) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let items = moves
-            .iter()
-            .map(|(expense, transition)| {
-                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
-            })
-            .collect();
-        self.transact(items).await
+        self.transact(self.updates(moves)).await
     }
 
     /// Applies each transition (at most 100, of different expenses) in one transaction, on
@@ -138,14 +131,7 @@ impl Store {
     /// positions whose expense is no longer in its `from` status, `Contended` says a concurrent
     /// write to one of them cancelled the transaction without a condition failing.
     pub async fn apply_each(&self, moves: &[(&Expense, Transition)]) -> Result<Moved, StoreError> {
-        let now = Utc::now();
-        let items = moves
-            .iter()
-            .map(|(expense, transition)| {
-                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
-            })
-            .collect();
-        Ok(match self.try_transact(items).await? {
+        Ok(match self.try_transact(self.updates(moves)).await? {
             Ok(()) => Moved::All,
             Err(reasons) => {
                 let stale: Vec<usize> = reasons
@@ -161,6 +147,17 @@ impl Store {
                 }
             }
         })
+    }
+
+    /// The conditional updates that make `moves`, as transaction items.
+    fn updates(&self, moves: &[(&Expense, Transition)]) -> Vec<TransactWriteItem> {
+        let now = Utc::now();
+        moves
+            .iter()
+            .map(|(expense, transition)| {
+                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
+            })
+            .collect()
     }
 
     /// Expenses still `approved` since before `before` (Codat was unavailable at intake).
