@@ -632,18 +632,8 @@ def post(approval, timeout=45):
 
 
 def post_once(approval, timeout):
-    connection = http.client.HTTPConnection("127.0.0.1", devenv.WATCH_PORT, timeout=timeout)
-    started = time.monotonic()
-    try:
-        connection.request("POST", f"/lambda-url/approval-intake/companies/{approval.company}/expenses",
-                           body=approval.body, headers={"content-type": "application/json"})
-        response = connection.getresponse()
-        status, text = response.status, response.read()[:300].decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as err:
-        status, text = None, f"{type(err).__name__}: {err}"
-    finally:
-        connection.close()
-    approval.answers.append((status, text, time.monotonic() - started))
+    status, text, seconds = devenv.post_approval(approval.company, approval.body, timeout)
+    approval.answers.append((status, text, seconds))
     return status
 
 

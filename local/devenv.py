@@ -10,6 +10,7 @@ It stops everything it started when it ends."""
 import argparse
 import atexit
 import base64
+from http.client import HTTPConnection, HTTPException
 import json
 import os
 import signal
@@ -247,6 +248,23 @@ def http(method, url, body=None, timeout=60):
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
+
+
+def post_approval(company, body, timeout):
+    """POSTs an approval's raw body to approval-intake on a fresh connection: (status or None
+    when nothing came back, the first 300 characters of the answer or the error, seconds)."""
+    connection = HTTPConnection("127.0.0.1", WATCH_PORT, timeout=timeout)
+    started = time.monotonic()
+    try:
+        connection.request("POST", f"/lambda-url/approval-intake/companies/{company}/expenses", body=body,
+                           headers={"content-type": "application/json"})
+        response = connection.getresponse()
+        status, text = response.status, response.read()[:300].decode("utf-8", "replace")
+    except (OSError, HTTPException) as err:
+        status, text = None, f"{type(err).__name__}: {err}"
+    finally:
+        connection.close()
+    return status, text, time.monotonic() - started
 
 
 # Every kind an approval holds, in the order intake stores them.

@@ -116,9 +116,12 @@ async fn apply_chunk(store: &Store, chunk: &mut [(Expense, Event)]) -> Result<us
             .iter()
             .map(|&p| chunk[p].0.transition(chunk[p].1.clone()).expect("checked above, nothing changed since"))
             .collect();
-        let pairs: Vec<(&Expense, Transition)> =
-            together.iter().zip(&transitions).map(|(&p, t)| (&chunk[p].0, t.clone())).collect();
-        match store.apply_each(&pairs).await? {
+        let moved = {
+            let pairs: Vec<(&Expense, &Transition)> =
+                together.iter().zip(&transitions).map(|(&p, t)| (&chunk[p].0, t)).collect();
+            store.apply_each(&pairs).await?
+        };
+        match moved {
             Moved::All => {
                 let now = chrono::Utc::now();
                 for (&p, transition) in together.iter().zip(&transitions) {

@@ -130,7 +130,7 @@ impl Store {
     /// the same conditions as [`Store::apply`]. All are made, or none: `NoneFor` then names the
     /// positions whose expense is no longer in its `from` status, `Contended` says a concurrent
     /// write to one of them cancelled the transaction without a condition failing.
-    pub async fn apply_each(&self, moves: &[(&Expense, Transition)]) -> Result<Moved, StoreError> {
+    pub async fn apply_each(&self, moves: &[(&Expense, &Transition)]) -> Result<Moved, StoreError> {
         Ok(match self.try_transact(self.updates(moves)).await? {
             Ok(()) => Moved::All,
             Err(reasons) => {
@@ -150,12 +150,13 @@ impl Store {
     }
 
     /// The conditional updates that make `moves`, as transaction items.
-    fn updates(&self, moves: &[(&Expense, Transition)]) -> Vec<TransactWriteItem> {
+    fn updates<T: std::borrow::Borrow<Transition>>(&self, moves: &[(&Expense, T)]) -> Vec<TransactWriteItem> {
         let now = Utc::now();
         moves
             .iter()
             .map(|(expense, transition)| {
-                expense_update(expense.company_id, expense.expense_id, transition, now).into_transact(&self.table)
+                expense_update(expense.company_id, expense.expense_id, transition.borrow(), now)
+                    .into_transact(&self.table)
             })
             .collect()
     }
