@@ -72,7 +72,8 @@ class TemplateReading(unittest.TestCase):
         definition, ttl = tpl.table_definition(tpl.load(ROOT / "template.yaml"))
         self.assertEqual([k["AttributeName"] for k in definition["KeySchema"]], ["pk", "sk"])
         self.assertEqual(definition["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES")
-        self.assertEqual(definition["GlobalSecondaryIndexes"][0]["IndexName"], "sweep")
+        indexes = [index["IndexName"] for index in definition["GlobalSecondaryIndexes"]]
+        self.assertEqual(indexes, ["sweepShards", "sweep"])
         self.assertEqual(ttl, {"AttributeName": "ttl", "Enabled": True})
 
     def test_every_filter_is_json(self):

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use expense_sync::domain::*;
 use expense_sync::store::{Store, StoreError};
@@ -188,6 +189,68 @@ async fn datasets_move_from_pending_into_one_sync_and_the_sync_finishes_once() {
     assert!(!store.finish_sync(&sync).await.unwrap(), "a second finish is a no-op");
     assert!(!store.running_syncs(Utc::now()).await.unwrap().iter().any(|s| s.sync_id == sync.sync_id));
     assert!(store.get_lock(company).await.unwrap().is_none(), "a finished v1 sync releases the lock");
+
+    // The finished sync and the dataset it took expire in 30 days; the expense does not.
+    let in_30_days = (Utc::now() + Duration::days(30)).timestamp();
+    for sk in [format!("SYNC#{}", sync.sync_id), format!("DATASET#{}", dataset.dataset_id)] {
+        let ttl = raw_item(company, &sk).await["ttl"].as_n().unwrap().parse::<i64>().unwrap();
+        assert!((in_30_days - 60..=in_30_days).contains(&ttl), "{sk} expires at {ttl}");
+    }
+    assert!(!raw_item(company, &format!("EXPENSE#{}", e.expense_id)).await.contains_key("ttl"));
+}
+
+/// A company's item in the store test table as DynamoDB holds it.
+async fn raw_item(company: CompanyId, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
+    let (client, table) = raw_table().await;
+    let key = [("pk", format!("COMPANY#{company}")), ("sk", sk.to_string())]
+        .map(|(name, value)| (name.to_string(), AttributeValue::S(value)));
+    let out = client.get_item().table_name(table).set_key(Some(key.into())).send().await.unwrap();
+    out.item.unwrap_or_else(|| panic!("{sk} is not stored"))
+}
+
+async fn raw_table() -> (aws_sdk_dynamodb::Client, String) {
+    let config = expense_sync::aws::sdk_config().await;
+    (aws_sdk_dynamodb::Client::new(&config), std::env::var("STORE_TEST_TABLE").unwrap())
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run `local/devenv.py test`"]
+async fn what_the_old_sweep_index_listed_moves_to_the_sharded_one() {
+    let store = store().await;
+    let company = CompanyId::random();
+    let hour_ago = Utc::now() - Duration::hours(1);
+    let e = expense_at(company, Status::Approved, hour_ago);
+    store.insert_expenses(std::slice::from_ref(&e)).await.unwrap();
+    let listed = |expenses: Vec<Expense>| expenses.iter().any(|x| x.expense_id == e.expense_id);
+    assert!(listed(store.stale_approved_expenses(Utc::now()).await.unwrap()));
+
+    // As a release before the sharded index wrote it.
+    let (client, table) = raw_table().await;
+    let legacy_at = format!("{}#{company}", hour_ago.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    client
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("COMPANY#{company}")))
+        .key("sk", AttributeValue::S(format!("EXPENSE#{}", e.expense_id)))
+        .update_expression("SET sweepPk = :kind, sweepSk = :at REMOVE sweepShard, sweepAt")
+        .expression_attribute_values(":kind", AttributeValue::S("approvedExpense".into()))
+        .expression_attribute_values(":at", AttributeValue::S(legacy_at.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(!listed(store.stale_approved_expenses(Utc::now()).await.unwrap()));
+
+    assert!(store.migrate_legacy_sweep().await.unwrap() >= 1);
+    assert!(listed(store.stale_approved_expenses(Utc::now()).await.unwrap()), "listed again, as old as it was");
+    assert!(!listed(store.stale_approved_expenses(hour_ago).await.unwrap()));
+    let item = raw_item(company, &format!("EXPENSE#{}", e.expense_id)).await;
+    assert!(!item.contains_key("sweepPk") && !item.contains_key("sweepSk"));
+    assert_eq!(item["sweepAt"].as_s().unwrap(), &legacy_at);
+
+    // The next transition leaves the sweep; a legacy entry would have left too.
+    let claim = e.transition(Event::SubmissionStarted).unwrap();
+    store.apply(&e, &claim).await.unwrap();
+    assert!(!listed(store.stale_approved_expenses(Utc::now()).await.unwrap()));
 }
 
 #[tokio::test]

@@ -50,9 +50,16 @@ pub struct SweepReport {
     pub syncs_started: usize,
     pub syncs_polled: usize,
     pub syncs_finished: usize,
+    /// Entries moved from the sweep index of earlier releases (see `Store::migrate_legacy_sweep`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub legacy_entries_moved: usize,
     /// Phases that ran out of their time box before their work was done.
     pub cut_short: Vec<String>,
     pub errors: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How long the sweep waits before acting on each kind of silence.
@@ -122,6 +129,11 @@ pub async fn sweep(
         phases: Phases::new(deadline, PHASES.len() as u32),
         report: SweepReport::default(),
     };
+    // Before the phases, so what an upgrade left in the old index is swept in this same pass.
+    match store.migrate_legacy_sweep().await {
+        Ok(moved) => pass.report.legacy_entries_moved = moved,
+        Err(err) => pass.report.errors.push(format!("moving legacy sweep entries: {err}")),
+    }
     let first = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % PHASES.len();
     for phase in PHASES.iter().cycle().skip(first).take(PHASES.len()) {
         pass.phases.next();

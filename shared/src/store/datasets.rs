@@ -8,8 +8,7 @@ impl Store {
     pub async fn record_dataset(&self, dataset: &Dataset, moves: &[(&Expense, Transition)]) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut dataset_item = item(dataset, dataset_key(dataset.company_id, dataset.dataset_id), "dataset");
-        dataset_item.insert("sweepPk".into(), s(SWEEP_PENDING_DATASET));
-        dataset_item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(dataset.created_at), dataset.company_id)));
+        dataset_item.extend(sweep_entry(SWEEP_PENDING_DATASET, dataset.company_id, dataset.created_at));
         let mut items = vec![TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -28,21 +27,19 @@ impl Store {
 
     /// The company's datasets waiting for a sync, oldest first.
     pub async fn pending_datasets(&self, company: CompanyId) -> Result<Vec<Dataset>, StoreError> {
-        let mut datasets: Vec<Dataset> = self
-            .query_prefix(company, "DATASET#")
-            .await?
-            .into_iter()
-            .filter(|d: &Dataset| d.status == DatasetStatus::Pending)
-            .collect();
+        let mut datasets: Vec<Dataset> =
+            self.query_prefix_in_status(company, "DATASET#", to_attribute(&DatasetStatus::Pending)).await?;
         datasets.sort_by_key(|d| d.created_at);
         Ok(datasets)
     }
 
     /// Companies that have a dataset waiting for a sync (from the sparse sweep index).
     pub async fn companies_with_pending_datasets(&self) -> Result<Vec<CompanyId>, StoreError> {
-        let items = self.sweep(SWEEP_PENDING_DATASET, None).await?;
+        // The index's keys name the company; a dataset taken since the index saw it costs the
+        // initiation one query that finds nothing pending.
+        let keys = self.sweep_keys(SWEEP_PENDING_DATASET, None).await?;
         let mut companies: Vec<CompanyId> =
-            items.into_iter().map(from_item::<Dataset>).map(|d| d.map(|d| d.company_id)).collect::<Result<_, _>>()?;
+            keys.iter().filter_map(|key| key.get("pk")?.as_s().ok()?.strip_prefix("COMPANY#")?.parse().ok()).collect();
         companies.sort();
         companies.dedup();
         Ok(companies)
@@ -63,7 +60,8 @@ impl Store {
         self.transact(items).await
     }
 
-    /// Moves a dataset out of `pending` (and out of the sweep index), if it still is pending.
+    /// Moves a dataset out of `pending` (and out of the sweep index), if it still is pending; it
+    /// expires a while later.
     pub(super) fn leave_pending(
         &self,
         company: CompanyId,
@@ -76,13 +74,15 @@ impl Store {
             .set_key(Some(dataset_key(company, dataset)))
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", expires_after_finish(Utc::now()))
             .expression_attribute_values(":to", to_attribute(&to))
             .expression_attribute_values(":pending", to_attribute(&DatasetStatus::Pending));
         update = match sync {
             Some(sync) => update
-                .update_expression("SET #status = :to, syncId = :sync REMOVE sweepPk, sweepSk")
+                .update_expression(format!("SET #status = :to, syncId = :sync, #ttl = :ttl REMOVE {LEAVE_SWEEP}"))
                 .expression_attribute_values(":sync", to_attribute(&sync)),
-            None => update.update_expression("SET #status = :to REMOVE sweepPk, sweepSk"),
+            None => update.update_expression(format!("SET #status = :to, #ttl = :ttl REMOVE {LEAVE_SWEEP}")),
         };
         TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
     }

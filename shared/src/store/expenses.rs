@@ -22,29 +22,8 @@ impl Store {
 
     /// Reads many expenses (strongly consistent), in no particular order; missing ones are absent.
     pub async fn get_expenses(&self, company: CompanyId, ids: &[ExpenseId]) -> Result<Vec<Expense>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<_> = chunk.iter().map(|id| expense_key(company, *id)).collect();
-            while !keys.is_empty() {
-                self.count(1);
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Dynamo(e.to_string()))?;
-                let out =
-                    self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(dynamo)?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    found.push(from_item(item)?);
-                }
-                if let Some(mut rest) = out.unprocessed_keys {
-                    if let Some(again) = rest.remove(&self.table) {
-                        keys = again.keys;
-                    }
-                }
-            }
-        }
-        Ok(found)
+        let keys = ids.iter().map(|id| expense_key(company, *id)).collect();
+        self.batch_get(keys).await?.into_iter().map(from_item).collect()
     }
 
     /// Puts every expense, or none of them: one transaction, each put on condition that no
@@ -190,14 +169,14 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(expense_key(expense.company_id, expense.expense_id)))
-            .update_expression("SET updatedAt = :now, sweepSk = :sweepSk ADD uploadRequeues :one")
+            .update_expression("SET updatedAt = :now, sweepAt = :sweepAt ADD uploadRequeues :one")
             .condition_expression("#status = :synced AND updatedAt = :seen")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":now", to_attribute(&now))
             .expression_attribute_values(":seen", to_attribute(&expense.updated_at))
             .expression_attribute_values(":synced", to_attribute(&Status::Synced))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":sweepSk", s(format!("{}#{}", sweep_time(now), expense.company_id)))
+            .expression_attribute_values(":sweepAt", s(sweep_at(now, expense.company_id)))
             .send()
             .await;
         made(result)
@@ -206,15 +185,14 @@ impl Store {
 
 fn expense_item(expense: &Expense) -> HashMap<String, AttributeValue> {
     let mut item = item(expense, expense_key(expense.company_id, expense.expense_id), "expense");
-    if let Some(partition) = sweep_partition(expense.status) {
-        item.insert("sweepPk".into(), s(partition));
-        item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(expense.updated_at), expense.company_id)));
+    if let Some(kind) = sweep_kind(expense.status) {
+        item.extend(sweep_entry(kind, expense.company_id, expense.updated_at));
     }
     item
 }
 
 /// Which sweep an expense in `status` waits for, if any.
-fn sweep_partition(status: Status) -> Option<&'static str> {
+fn sweep_kind(status: Status) -> Option<&'static str> {
     match status {
         Status::Approved => Some(SWEEP_APPROVED_EXPENSE),
         Status::Submitting | Status::Uploading => Some(SWEEP_CLAIMED_EXPENSE),
@@ -294,13 +272,15 @@ pub(super) fn expense_update(
     if transition.event.clears_failure() {
         remove.push("failure");
     }
-    match sweep_partition(transition.to) {
-        Some(partition) => {
-            set.push("sweepPk = :sweepPk, sweepSk = :sweepSk");
-            values.insert(":sweepPk".into(), s(partition));
-            values.insert(":sweepSk".into(), s(format!("{}#{company}", sweep_time(now))));
+    match sweep_kind(transition.to) {
+        Some(kind) => {
+            set.push("sweepShard = :sweepShard, sweepAt = :sweepAt");
+            values.insert(":sweepShard".into(), s(sweep_shard(kind, company)));
+            values.insert(":sweepAt".into(), s(sweep_at(now, company)));
+            // An expense listed before the sharded index existed leaves the legacy one.
+            remove.push("sweepPk, sweepSk");
         }
-        None => remove.push("sweepPk, sweepSk"),
+        None => remove.push(LEAVE_SWEEP),
     }
     let mut expression = format!("SET {}", set.join(", "));
     if !remove.is_empty() {

@@ -54,8 +54,7 @@ impl Store {
     /// A new running sync, listed in the sweep index until it finishes.
     fn put_new_sync(&self, sync: &Sync) -> TransactWriteItem {
         let mut sync_item = item(sync, sync_key(sync.company_id, sync.sync_id), "sync");
-        sync_item.insert("sweepPk".into(), s(SWEEP_RUNNING_SYNC));
-        sync_item.insert("sweepSk".into(), s(format!("{}#{}", sweep_time(sync.started_at), sync.company_id)));
+        sync_item.extend(sweep_entry(SWEEP_RUNNING_SYNC, sync.company_id, sync.started_at));
         TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -78,21 +77,27 @@ impl Store {
         items.into_iter().map(from_item).collect()
     }
 
-    /// Marks the sync finished and (v1) releases the company's lock, atomically. Returns false
-    /// when another invocation already did (a duplicate webhook racing the sweep).
+    /// Marks the sync finished (it expires a while later) and (v1) releases the company's lock,
+    /// atomically. Returns false when another invocation already did (a duplicate webhook racing
+    /// the sweep).
     pub async fn finish_sync(&self, sync: &Sync) -> Result<bool, StoreError> {
         let (company, api, sync) = (sync.company_id, sync.api, sync.sync_id);
+        let now = Utc::now();
         let finished = TransactWriteItem::builder()
             .update(
                 Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(sync_key(company, sync)))
-                    .update_expression("SET #state = :finished, finishedAt = :now REMOVE sweepPk, sweepSk")
+                    .update_expression(format!(
+                        "SET #state = :finished, finishedAt = :now, #ttl = :ttl REMOVE {LEAVE_SWEEP}"
+                    ))
                     .condition_expression("#state = :running")
                     .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#ttl", "ttl")
                     .expression_attribute_values(":finished", to_attribute(&SyncState::Finished))
                     .expression_attribute_values(":running", to_attribute(&SyncState::Running))
-                    .expression_attribute_values(":now", to_attribute(&Utc::now()))
+                    .expression_attribute_values(":now", to_attribute(&now))
+                    .expression_attribute_values(":ttl", expires_after_finish(now))
                     .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                     .build()
                     .expect("update is complete"),
